@@ -3,7 +3,7 @@
 Each subcommand lives in its own module, which exposes
 ``add_parser(subparsers) -> None``; the parser it adds sets ``func`` to a
 callable taking the parsed ``argparse.Namespace`` and returning an exit code.
-Add a module to :data:`COMMAND_MODULES` to add a subcommand.
+Add a module to ``COMMAND_MODULES`` to add a subcommand.
 """
 
 from __future__ import annotations

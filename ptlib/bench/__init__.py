@@ -1,6 +1,6 @@
 """Benchmarks that print ratios measured side by side in one run (``ptlib bench ...``).
 
-Each benchmark lives in its own module listed in :data:`BENCH_MODULES`; the
+Each benchmark lives in its own module listed in ``BENCH_MODULES``; the
 module exposes ``add_parser(subparsers) -> None`` and the parser it adds sets
 ``func``. Benchmarks measure; they never assert. Targets are read off their
 output, not checked by timed tests.

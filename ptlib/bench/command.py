@@ -1,4 +1,4 @@
-"""``ptlib bench``: registers every benchmark module in :data:`ptlib.bench.BENCH_MODULES`."""
+"""``ptlib bench``: registers every benchmark module in ``ptlib.bench.BENCH_MODULES``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,57 @@
+# Prune and Tell: the two commands.
+#   make book   build the course book (notebooks executed) into _build/html
+#   make test   lint, unit tests, every notebook under PTLIB_PROFILE=ci, and the book (ci profile)
+# Both create .venv on first use and reuse it afterwards.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ptlib-installed
+# Notebook kernels must use their inline backend, whatever the caller's MPLBACKEND.
+NB_ENV := env -u MPLBACKEND
+
+.PHONY: book test install lint unit notebooks book-ci clean help
+
+help:
+	@echo "make book   build the book into _build/html (profile: \$$PTLIB_PROFILE, default cpu)"
+	@echo "make test   ruff, pytest tests/, nbval notebooks/ and the book, all with PTLIB_PROFILE=ci"
+
+# Install once; reinstall only when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[book,test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+unit: install
+	PTLIB_PROFILE=ci $(BIN)/pytest tests/
+
+notebooks: install
+	PTLIB_PROFILE=ci $(NB_ENV) $(BIN)/pytest --nbval-lax --nbval-current-env notebooks/
+
+book-ci: install
+	PTLIB_PROFILE=ci $(NB_ENV) $(BIN)/jupyter-book build -W -n --keep-going --path-output _build/ci .
+
+test: lint unit notebooks book-ci
+	@echo "make test: all checks passed"
+
+# The execution cache is keyed on notebook contents, not on the profile, so a build
+# under another profile than the last one starts from an empty cache.
+book: install
+	@profile=$${PTLIB_PROFILE:-cpu}; \
+	if [ -f _build/.book-profile ] && [ "$$(cat _build/.book-profile)" != "$$profile" ]; then \
+		echo "profile changed to $$profile: clearing the notebook execution cache"; \
+		rm -rf _build/.jupyter_cache _build/jupyter_execute; \
+	fi; \
+	mkdir -p _build && echo "$$profile" > _build/.book-profile; \
+	PTLIB_PROFILE=$$profile $(NB_ENV) $(BIN)/jupyter-book build -W -n --keep-going . && \
+	echo "The book is at $$(pwd)/_build/html/index.html (profile $$profile)"
+
+clean:
+	rm -rf _build

@@ -1,0 +1,48 @@
+"""Caption metrics: token accuracy, COCO generation metrics, floor and ceiling, results files.
+
+* :mod:`~ptlib.metrics.accuracy`: teacher-forced token accuracy (top-1, top-5).
+* :mod:`~ptlib.metrics.captions`: BLEU-1..4, METEOR, ROUGE-L, CIDEr-D (SPICE
+  when it can run offline) with pycocoevalcap's scorers.
+* :mod:`~ptlib.metrics.references`: the floor (most frequent training caption)
+  and the ceiling (reference agreement), scored on the same folds as a model.
+* :mod:`~ptlib.metrics.results`: COCO results JSON plus a metrics JSON.
+* :mod:`~ptlib.metrics.tokenization`: PTB tokenisation, or the Python rule without Java.
+"""
+
+from ptlib.metrics.accuracy import TokenAccuracy, token_accuracy, token_accuracy_counts
+from ptlib.metrics.captions import (
+    DEFAULT_METRICS,
+    METRIC_KEYS,
+    CaptionScorer,
+    score_captions,
+    spice_unavailable_reason,
+)
+from ptlib.metrics.references import (
+    most_frequent_caption_baseline,
+    reference_agreement,
+    score_against_folds,
+    score_floor,
+)
+from ptlib.metrics.results import metrics_path_for, read_metrics, read_results, write_results
+from ptlib.metrics.tokenization import java_available, python_tokenize
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "METRIC_KEYS",
+    "CaptionScorer",
+    "TokenAccuracy",
+    "java_available",
+    "metrics_path_for",
+    "most_frequent_caption_baseline",
+    "python_tokenize",
+    "read_metrics",
+    "read_results",
+    "reference_agreement",
+    "score_against_folds",
+    "score_captions",
+    "score_floor",
+    "spice_unavailable_reason",
+    "token_accuracy",
+    "token_accuracy_counts",
+    "write_results",
+]

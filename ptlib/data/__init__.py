@@ -1,0 +1,1 @@
+"""Datasets for captioning: the embedded shapes dataset, COCO, the vocabulary and batches."""

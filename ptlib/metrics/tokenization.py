@@ -3,22 +3,22 @@
 COCO caption metrics are computed on text tokenised by the Stanford PTB
 tokenizer (lower-cased, punctuation tokens removed), which pycocoevalcap runs
 in a Java subprocess. When ``java`` is not on ``PATH`` the scorer falls back to
-the course's one Python rule (lower case, punctuation stripped, split on
-whitespace) and says so in its result (``"tokenizer": "python-fallback"``).
+the course's one Python rule, :func:`ptlib.data.vocab.tokenize` (lower case,
+punctuation stripped, split on whitespace), and says so in its result
+(``"tokenizer": "python-fallback"``).
 
 The two agree on ordinary captions. They differ on contractions and brackets:
 PTB splits ``"don't"`` into ``"do n't"`` and turns ``"("`` into ``"-lrb-"``
 (pycocoevalcap removes only the upper-case ``-LRB-``, so the token survives
-its lower-casing); the Python rule keeps ``"don't"`` and drops brackets.
+its lower-casing); the Python rule writes ``"dont"`` and drops brackets.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Hashable, Mapping, Sequence
 
-_NOT_WORD_CHARACTER = re.compile(r"[^\w\s']|_")
+from ptlib.data.vocab import tokenize as vocab_tokenize
 
 
 def java_available() -> bool:
@@ -27,12 +27,10 @@ def java_available() -> bool:
 
 
 def python_tokenize(text: str) -> list[str]:
-    """Tokenise one caption with the course's Python rule.
+    """Tokenise one caption with the course's one Python rule, :func:`ptlib.data.vocab.tokenize`.
 
-    Lower-cases, replaces every character that is not a letter, digit,
-    whitespace or apostrophe with a space, splits on whitespace and trims
-    apostrophes at the ends of each token (quotes), keeping inner ones
-    (``"don't"``, ``"dog's"``).
+    Used when Java (and so the PTB tokenizer) is missing, and for the
+    most-frequent-caption floor, so evaluation counts words as training does.
 
     Args:
         text: One caption.
@@ -40,10 +38,7 @@ def python_tokenize(text: str) -> list[str]:
     Returns:
         The tokens, e.g. ``["a", "red", "circle"]`` for ``"A red circle."``.
     """
-    if not isinstance(text, str):
-        raise TypeError(f"python_tokenize(text) needs a str, got {type(text).__name__}")
-    tokens = (token.strip("'") for token in _NOT_WORD_CHARACTER.sub(" ", text.lower()).split())
-    return [token for token in tokens if token]
+    return vocab_tokenize(text)
 
 
 def _one_line(text: str) -> str:

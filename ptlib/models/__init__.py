@@ -1,0 +1,66 @@
+"""The captioning model: encoders, projection, token pruning, decoder, generation.
+
+Typical use::
+
+    from ptlib.models import Captioner, load_config
+    model = Captioner.from_config(load_config("paper_table1"))
+    out = model(images, tokens)            # teacher forcing: out.logits (B, T, V)
+    captions = model.generate(images, method="beam", beam_size=3).tokens
+"""
+
+from ptlib.models.captioner import Captioner, CaptionerOutput, VisualMemory
+from ptlib.models.config import CaptionerConfig, config_from_profile, load_config
+from ptlib.models.decoder import (
+    CaptionDecoder,
+    DecoderLayer,
+    DecoderOutput,
+    KVCache,
+    MultiHeadAttention,
+    causal_allowed,
+)
+from ptlib.models.encoders import EncoderOutput, VisualEncoder, build_encoder, load_weights_file
+from ptlib.models.generate import GenerationResult, beam_search, greedy_decode
+from ptlib.models.memory import SavedTensors, saved_tensor_bytes
+from ptlib.models.projection import VisualProjection, sincos_2d
+from ptlib.models.pruning import (
+    ENCODER_PRUNE_METHODS,
+    PRUNE_METHODS,
+    PruneResult,
+    TokenPruner,
+    merge_tokens,
+    num_kept,
+    take_tokens,
+)
+
+__all__ = [
+    "ENCODER_PRUNE_METHODS",
+    "PRUNE_METHODS",
+    "CaptionDecoder",
+    "Captioner",
+    "CaptionerConfig",
+    "CaptionerOutput",
+    "DecoderLayer",
+    "DecoderOutput",
+    "EncoderOutput",
+    "GenerationResult",
+    "KVCache",
+    "MultiHeadAttention",
+    "PruneResult",
+    "SavedTensors",
+    "TokenPruner",
+    "VisualEncoder",
+    "VisualMemory",
+    "VisualProjection",
+    "beam_search",
+    "build_encoder",
+    "causal_allowed",
+    "config_from_profile",
+    "greedy_decode",
+    "load_config",
+    "load_weights_file",
+    "merge_tokens",
+    "num_kept",
+    "saved_tensor_bytes",
+    "sincos_2d",
+    "take_tokens",
+]

@@ -1,0 +1,333 @@
+"""The captioner: encoder -> projection (+ visual Transformer layers) -> pruning -> decoder.
+
+::
+
+    images (B, 3, H, W)
+      -> VisualEncoder       tokens (B, N, C)      [prune_at="encoder": fewer tokens]
+      -> VisualProjection    memory (B, N, D)      positions added by original index
+      -> TokenPruner         memory (B, K, D)      [prune_at="memory", the paper's]
+      -> CaptionDecoder      logits (B, T, V)      cross-attention over the K tokens
+
+:meth:`Captioner.forward` is teacher-forced training; :meth:`Captioner.generate`
+captions images (greedy or beam search, KV cache). :meth:`Captioner.forward_features`
+and :meth:`Captioner.encode_features` start from encoder tokens, so a frozen
+encoder's outputs can be computed once and cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ptlib.models.config import CaptionerConfig
+from ptlib.models.decoder import CaptionDecoder
+from ptlib.models.encoders import EncoderOutput, VisualEncoder, build_encoder
+from ptlib.models.generate import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    GenerationResult,
+    beam_search,
+    greedy_decode,
+)
+from ptlib.models.projection import VisualProjection
+from ptlib.models.pruning import NO_CLS_METHODS, TokenPruner
+
+
+@dataclass
+class VisualMemory:
+    """The visual tokens the decoder attends to.
+
+    Attributes:
+        tokens: ``(B, M, D)``: ``M = K`` kept tokens (``K + 1`` with a fused token).
+        kept_indices: Original grid positions of the kept tokens ``(B, K)``, ascending.
+        scores: Pruning scores over the tokens the memory pruner saw ``(B, N)``
+            (the first encoder stage's scores for ``prune_at="encoder"``), or ``None``.
+        aux_loss: Scalar pruning loss (0 unless the learned scorer trains).
+        grid: ``(h, w)`` of the full token grid.
+        sizes: Merge group sizes ``(B, K)`` (``merge`` only).
+    """
+
+    tokens: Tensor
+    kept_indices: Tensor
+    scores: Tensor | None
+    aux_loss: Tensor
+    grid: tuple[int, int]
+    sizes: Tensor | None = None
+
+
+@dataclass
+class CaptionerOutput:
+    """What :meth:`Captioner.forward` returns.
+
+    Attributes:
+        logits: ``(B, T, V)``; position ``t`` predicts token ``t + 1``.
+        aux_loss: Scalar tensor to add to the caption loss (0 without a learned pruner).
+        kept_indices: ``(B, K)`` original grid positions of the visual tokens kept.
+        scores: Pruning scores ``(B, N)`` or ``None``.
+        cross_attention: Last decoder layer's cross-attention, mean over heads,
+            ``(B, T, M)`` when asked for.
+        grid: ``(h, w)`` of the full token grid.
+    """
+
+    logits: Tensor
+    aux_loss: Tensor
+    kept_indices: Tensor
+    scores: Tensor | None = None
+    cross_attention: Tensor | None = None
+    grid: tuple[int, int] = (0, 0)
+
+
+class Captioner(nn.Module):
+    """An image captioner with visual token pruning.
+
+    Args:
+        encoder: From :func:`~ptlib.models.build_encoder`.
+        projection: Maps encoder tokens to ``d_model`` (+ visual Transformer layers).
+        pruner: A :class:`~ptlib.models.TokenPruner` (``method="none"`` to keep all).
+        decoder: A :class:`~ptlib.models.CaptionDecoder`.
+        bos_id: Start token id. eos_id: Stop token id. pad_id: Padding id.
+
+    Raises:
+        ValueError: If the pruner needs CLS attention the encoder lacks, or
+            prunes inside an encoder that is not a ViT.
+    """
+
+    def __init__(
+        self,
+        encoder: VisualEncoder,
+        projection: VisualProjection,
+        pruner: TokenPruner,
+        decoder: CaptionDecoder,
+        *,
+        bos_id: int = BOS_ID,
+        eos_id: int = EOS_ID,
+        pad_id: int = PAD_ID,
+    ) -> None:
+        super().__init__()
+        if pruner.needs_cls_attention and not encoder.has_cls_attention:
+            raise ValueError(
+                f"pruning method 'cls_attention' needs a ViT with a class token, but encoder "
+                f"{encoder.name!r} has no CLS attention; methods that apply: {NO_CLS_METHODS}"
+            )
+        if pruner.prune_at == "encoder" and encoder.kind != "vit" and pruner.ratio > 0:
+            raise ValueError(
+                f"prune_at='encoder' prunes inside ViT blocks; {encoder.name!r} is not a ViT. "
+                "Use prune_at='memory'."
+            )
+        if pruner.prune_at == "encoder":
+            pruner.encoder_schedule(encoder.num_tokens, encoder.num_blocks)  # validates layers
+        self.encoder = encoder
+        self.projection = projection
+        self.pruner = pruner
+        self.decoder = decoder
+        self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
+        self.config: CaptionerConfig | None = None  # set by from_config
+
+    # -- construction ------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: CaptionerConfig | Mapping[str, Any]) -> Captioner:
+        """Build a captioner from a :class:`CaptionerConfig` or its dict form (e.g. from YAML).
+
+        Raises:
+            ValueError: On unknown keys or invalid values.
+        """
+        if not isinstance(config, CaptionerConfig):
+            config = CaptionerConfig.from_dict(config)
+        encoder = build_encoder(
+            config.encoder,
+            pretrained=config.pretrained,
+            img_size=config.img_size,
+            feature_stride=config.feature_stride,
+            freeze=config.freeze_encoder,
+        )
+        projection = VisualProjection(
+            encoder.width,
+            config.d_model,
+            encoder.grid,
+            positional=config.positional,
+            n_encoder_layers=config.n_encoder_layers,
+            n_heads=config.n_heads,
+            ff_dim=config.ff_dim,
+            dropout=config.dropout,
+        )
+        pruner = TokenPruner(
+            config.prune_ratio,
+            config.prune_method,
+            dim=config.d_model,
+            seed=config.prune_seed,
+            fuse_dropped=config.fuse_dropped,
+            prune_at=config.prune_at,
+            prune_layers=config.prune_layers,
+        )
+        decoder = CaptionDecoder(
+            config.vocab_size,
+            config.d_model,
+            config.n_decoder_layers,
+            config.n_heads,
+            config.ff_dim,
+            config.dropout,
+            config.max_len,
+            tie_weights=config.tie_weights,
+            norm_first=config.norm_first,
+        )
+        model = cls(encoder, projection, pruner, decoder)
+        model.config = config
+        return model
+
+    @property
+    def num_memory_tokens(self) -> int:
+        """How many visual tokens the decoder attends to (known without running)."""
+        return self.pruner.num_memory_tokens(self.encoder.num_tokens)
+
+    # -- the visual side ------------------------------------------------------------
+    def encode_images(self, images: Tensor) -> EncoderOutput:
+        """Run the encoder (with in-encoder pruning when ``prune_at="encoder"``)."""
+        memory_pruning = self.pruner.prunes_memory
+        return self.encoder(
+            images,
+            need_cls_attention=memory_pruning and self.pruner.needs_cls_attention,
+            pruner=None if memory_pruning else self.pruner,
+        )
+
+    def encode_features(
+        self,
+        encoder_tokens: Tensor,
+        *,
+        cls_attention: Tensor | None = None,
+        positions: Tensor | None = None,
+        encoder_scores: Tensor | None = None,
+    ) -> VisualMemory:
+        """Projection, visual Transformer layers and memory pruning, from encoder tokens.
+
+        Args:
+            encoder_tokens: ``(B, N, C)`` as returned by the encoder.
+            cls_attention: ``(B, N)`` for ``method="cls_attention"``.
+            positions: Original grid positions ``(B, N)`` if the encoder pruned.
+            encoder_scores: Scores of in-encoder pruning, passed through.
+        """
+        projected = self.projection(encoder_tokens, positions)
+        result = self.pruner(projected, cls_attention=cls_attention)
+        kept = result.kept_indices
+        scores = result.scores if self.pruner.prunes_memory else encoder_scores
+        if positions is not None:
+            kept = positions.gather(1, kept)
+        return VisualMemory(result.tokens, kept, scores, result.aux_loss, self.encoder.grid, result.sizes)
+
+    def encode(self, images: Tensor) -> VisualMemory:
+        """Images ``(B, 3, H, W)`` to the decoder's memory (projected, pruned)."""
+        enc = self.encode_images(images)
+        return self.encode_features(
+            enc.tokens,
+            cls_attention=enc.cls_attention,
+            positions=enc.kept_indices,
+            encoder_scores=enc.scores,
+        )
+
+    # -- training -------------------------------------------------------------------
+    def forward(self, images: Tensor, tokens: Tensor, *, need_attention: bool = False) -> CaptionerOutput:
+        """Teacher-forced forward pass.
+
+        Args:
+            images: ``(B, 3, H, W)``.
+            tokens: ``(B, T)`` long: ``<bos>`` at position 0, ``<pad>`` after the caption.
+            need_attention: Also return the last layer's cross-attention (mean over heads).
+
+        Returns:
+            A :class:`CaptionerOutput` (``logits (B, T, V)``; the loss compares
+            ``logits[:, :-1]`` with ``tokens[:, 1:]``).
+        """
+        return self._decode(self.encode(images), tokens, need_attention)
+
+    def forward_features(
+        self,
+        encoder_tokens: Tensor,
+        tokens: Tensor,
+        *,
+        cls_attention: Tensor | None = None,
+        positions: Tensor | None = None,
+        need_attention: bool = False,
+    ) -> CaptionerOutput:
+        """:meth:`forward` from precomputed encoder tokens ``(B, N, C)`` (e.g. a feature cache)."""
+        memory = self.encode_features(encoder_tokens, cls_attention=cls_attention, positions=positions)
+        return self._decode(memory, tokens, need_attention)
+
+    def _decode(self, memory: VisualMemory, tokens: Tensor, need_attention: bool) -> CaptionerOutput:
+        out = self.decoder(
+            tokens,
+            memory.tokens,
+            token_padding_mask=tokens == self.pad_id,
+            need_attention=need_attention,
+        )
+        attention = out.cross_attention[-1].mean(dim=1) if out.cross_attention else None
+        return CaptionerOutput(
+            logits=out.logits,
+            aux_loss=memory.aux_loss,
+            kept_indices=memory.kept_indices,
+            scores=memory.scores,
+            cross_attention=attention,
+            grid=memory.grid,
+        )
+
+    # -- inference ------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        images: Tensor,
+        method: str = "greedy",
+        beam_size: int = 3,
+        max_len: int | None = None,
+        length_penalty: float = 0.0,
+        return_attention: bool = False,
+        *,
+        use_cache: bool = True,
+        stop_at_eos: bool = True,
+    ) -> GenerationResult:
+        """Caption images.
+
+        Args:
+            images: ``(B, 3, H, W)``.
+            method: ``"greedy"`` or ``"beam"``.
+            beam_size: Beams per image (``"beam"`` only).
+            max_len: Most tokens to generate (default: decoder ``max_len - 1``).
+            length_penalty: GNMT alpha for beam search.
+            return_attention: Record cross-attention per generated token.
+            use_cache: Use the KV cache (same captions, faster).
+            stop_at_eos: Stop a caption at ``<eos>`` (``False`` only for benchmarks).
+
+        Returns:
+            A :class:`~ptlib.models.generate.GenerationResult`: ``tokens (B, L)``,
+            ``scores``, ``attention (B, L, M)`` when asked, and ``kept_indices (B, K)``.
+        """
+        if method not in ("greedy", "beam"):
+            raise ValueError(f"method must be 'greedy' or 'beam', got {method!r}")
+        was_training = self.training
+        self.eval()
+        try:
+            memory = self.encode(images)
+            common: dict[str, Any] = dict(
+                max_len=max_len if max_len is not None else self.decoder.max_len - 1,
+                bos_id=self.bos_id,
+                eos_id=self.eos_id if stop_at_eos else None,
+                pad_id=self.pad_id,
+                use_cache=use_cache,
+                return_attention=return_attention,
+            )
+            if method == "greedy":
+                result = greedy_decode(self.decoder, memory.tokens, **common)
+            else:
+                result = beam_search(
+                    self.decoder,
+                    memory.tokens,
+                    beam_size=beam_size,
+                    length_penalty=length_penalty,
+                    **common,
+                )
+        finally:
+            self.train(was_training)
+        result.kept_indices = memory.kept_indices
+        return result

@@ -1,0 +1,487 @@
+"""Visual token pruning: one module, several scorers, two placements.
+
+:class:`TokenPruner` keeps ``K`` of ``N`` visual tokens, where
+
+    ``K = max(1, floor((1 - ratio) * N + 1/2))``
+
+(round half up, never below one token; :func:`num_kept` is the one place this
+rule lives). ``ratio`` is the fraction of tokens *removed*, so the paper's
+30 % pruning of ViT-B/16's 196 tokens keeps ``K = 137``.
+
+Methods (``method=``):
+
+* ``"none"``: keep everything (only with ``ratio=0``).
+* ``"random"``: uniform random scores (reproducible with ``seed``).
+* ``"norm"``: the L2 norm of each token.
+* ``"cls_attention"``: EViT's attentiveness, the attention the CLS token pays to
+  each patch in the last ViT block; ``fuse_dropped=True`` appends one extra
+  token, the score-weighted mean of the dropped tokens.
+* ``"learned"``: a DynamicViT-style MLP predictor. In training the keep
+  decision is a hard top-K of Gumbel-perturbed scores whose gate is 1 in the
+  forward pass but carries the sigmoid's gradient (straight-through), plus a
+  keep-ratio loss; at inference it is a hard top-K of the scores.
+* ``"merge"``: ToMe-style bipartite soft matching that merges the most similar
+  tokens, with size-weighted averages, until ``K`` remain.
+
+Placements (``prune_at=``):
+
+* ``"memory"`` (the paper's): prune the projected visual tokens after the
+  visual encoder, before the decoder's cross-attention. Saves cross-attention
+  compute only.
+* ``"encoder"`` (EViT-style): prune inside the ViT blocks after the blocks in
+  ``prune_layers``, so every later block runs on fewer tokens. Methods
+  ``random``, ``norm`` and ``cls_attention``.
+
+Kept tokens are selected by advanced indexing ``tokens[rows, kept]``, which
+saves only the index for backward. ``torch.gather`` would save its whole input,
+keeping the unpruned memory alive until backward, which defeats the purpose
+(see :func:`ptlib.models.memory.saved_tensor_bytes` and the tests).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+PRUNE_METHODS: tuple[str, ...] = ("none", "random", "norm", "cls_attention", "learned", "merge")
+"""Every pruning method."""
+
+ENCODER_PRUNE_METHODS: tuple[str, ...] = ("none", "random", "norm", "cls_attention")
+"""Methods that can prune inside the ViT blocks (``prune_at="encoder"``)."""
+
+NO_CLS_METHODS: tuple[str, ...] = ("none", "random", "norm", "learned", "merge")
+"""Methods that work for encoders without CLS attention (e.g. ConvNeXt)."""
+
+PRUNE_PLACEMENTS: tuple[str, ...] = ("memory", "encoder")
+
+
+def check_ratio(ratio: float, name: str = "ratio") -> float:
+    """Return ``ratio`` as a float after checking it lies in ``[0, 1)``.
+
+    Raises:
+        ValueError: If it is not a number in ``[0, 1)``.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, int | float):
+        raise ValueError(f"{name} must be a number in [0, 1), got {ratio!r}")
+    ratio = float(ratio)
+    if not 0.0 <= ratio < 1.0 or math.isnan(ratio):
+        raise ValueError(
+            f"{name}={ratio} is the fraction of tokens removed and must lie in [0, 1) "
+            "(0 keeps all tokens, 0.3 removes 30 %)"
+        )
+    return ratio
+
+
+def num_kept(num_tokens: int, ratio: float) -> int:
+    """Tokens kept when removing the fraction ``ratio`` of ``num_tokens``.
+
+    ``K = max(1, floor((1 - ratio) * N + 1/2))``: round half up, never zero.
+
+    Raises:
+        ValueError: If ``num_tokens < 1`` or ``ratio`` is outside ``[0, 1)``.
+    """
+    ratio = check_ratio(ratio)
+    if num_tokens < 1:
+        raise ValueError(f"cannot prune {num_tokens} tokens: need at least one token")
+    return max(1, min(num_tokens, math.floor((1.0 - ratio) * num_tokens + 0.5)))
+
+
+def take_tokens(tokens: Tensor, indices: Tensor) -> Tensor:
+    """Select tokens per batch row: ``out[b, k] = tokens[b, indices[b, k]]``.
+
+    Uses advanced indexing, whose backward saves only ``indices`` (``gather``
+    would save all of ``tokens``).
+
+    Args:
+        tokens: ``(B, N, ...)``.
+        indices: ``(B, K)`` long.
+
+    Returns:
+        ``(B, K, ...)``.
+    """
+    rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None]
+    return tokens[rows, indices]
+
+
+@dataclass
+class PruneResult:
+    """What :class:`TokenPruner` returns.
+
+    Attributes:
+        tokens: Kept tokens ``(B, K, D)`` in original order; ``(B, K + 1, D)``
+            when ``fused`` (the last token is the fused one).
+        kept_indices: Original positions of the kept tokens ``(B, K)``, long,
+            strictly increasing (for ``merge``: each merged group's representative).
+        scores: Per-token scores ``(B, N)`` (detached; higher = more worth keeping).
+        aux_loss: Scalar loss term (the learned scorer's keep-ratio loss; 0 otherwise).
+        sizes: ``merge`` only: how many original tokens each output token holds ``(B, K)``.
+        assignment: ``merge`` only: the output token each input token went to ``(B, N)``.
+        fused: Whether a fused token of the dropped tokens was appended.
+    """
+
+    tokens: Tensor
+    kept_indices: Tensor
+    scores: Tensor
+    aux_loss: Tensor
+    sizes: Tensor | None = None
+    assignment: Tensor | None = None
+    fused: bool = False
+
+
+class TokenScorer(nn.Module):
+    """DynamicViT-style predictor: an MLP on each token and the mean of all tokens.
+
+    Args:
+        dim: Token width ``D``.
+        hidden: Hidden width (default ``max(16, D // 4)``).
+    """
+
+    def __init__(self, dim: int, hidden: int | None = None) -> None:
+        super().__init__()
+        hidden = hidden or max(16, dim // 4)
+        self.norm = nn.LayerNorm(dim)
+        self.local = nn.Linear(dim, hidden)
+        self.context = nn.Linear(dim, hidden)
+        self.out = nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Keep logits ``(B, N)`` for tokens ``(B, N, D)``."""
+        h = self.norm(tokens)
+        context = self.context(h.mean(dim=1, keepdim=True))
+        return self.out(self.local(h) + context).squeeze(-1)
+
+
+class TokenPruner(nn.Module):
+    """Keep the ``K`` most useful of ``N`` visual tokens (see the module docstring).
+
+    Args:
+        ratio: Fraction of tokens removed, in ``[0, 1)``.
+        method: One of :data:`PRUNE_METHODS`.
+        dim: Token width; required by ``"learned"`` (the predictor's input).
+        seed: Seed for ``"random"`` (a private generator, so runs repeat); ``None``
+            uses the global RNG.
+        fuse_dropped: ``"cls_attention"`` only: append one token, the
+            score-weighted mean of the dropped tokens (EViT's fusion).
+        prune_at: ``"memory"`` or ``"encoder"``.
+        prune_layers: ``"encoder"`` only: 0-based ViT block indices after which to
+            prune; default: blocks at 1/4, 1/2 and 3/4 depth (EViT's 3, 6, 9 of 12).
+        gumbel_tau: ``"learned"``: temperature of the training-time keep gate.
+        ratio_loss_weight: ``"learned"``: weight of the keep-ratio loss.
+        scorer_hidden: ``"learned"``: hidden width of the predictor.
+
+    Raises:
+        ValueError: For an unknown method or placement, a ratio outside ``[0, 1)``,
+            or options that do not go together.
+    """
+
+    def __init__(
+        self,
+        ratio: float = 0.0,
+        method: str = "none",
+        *,
+        dim: int | None = None,
+        seed: int | None = None,
+        fuse_dropped: bool = False,
+        prune_at: str = "memory",
+        prune_layers: Sequence[int] | None = None,
+        gumbel_tau: float = 1.0,
+        ratio_loss_weight: float = 2.0,
+        scorer_hidden: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.ratio = check_ratio(ratio)
+        if method not in PRUNE_METHODS:
+            raise ValueError(f"unknown pruning method {method!r}; use one of {PRUNE_METHODS}")
+        if prune_at not in PRUNE_PLACEMENTS:
+            raise ValueError(f"prune_at must be one of {PRUNE_PLACEMENTS}, got {prune_at!r}")
+        if method == "none" and self.ratio > 0:
+            raise ValueError(
+                f"method 'none' keeps every token, so ratio must be 0 (got {ratio}); "
+                f"choose one of {PRUNE_METHODS[1:]} to prune"
+            )
+        if prune_at == "encoder" and method not in ENCODER_PRUNE_METHODS:
+            raise ValueError(
+                f"method {method!r} cannot prune inside the encoder; with prune_at='encoder' "
+                f"use one of {ENCODER_PRUNE_METHODS}, or use prune_at='memory'"
+            )
+        if fuse_dropped and (method != "cls_attention" or prune_at != "memory"):
+            raise ValueError("fuse_dropped=True needs method='cls_attention', prune_at='memory'")
+        if prune_layers is not None and prune_at != "encoder":
+            raise ValueError("prune_layers is only used with prune_at='encoder'")
+        if gumbel_tau <= 0:
+            raise ValueError(f"gumbel_tau must be positive, got {gumbel_tau}")
+        self.method = method
+        self.prune_at = prune_at
+        self.prune_layers = None if prune_layers is None else tuple(int(i) for i in prune_layers)
+        self.fuse_dropped = fuse_dropped
+        self.gumbel_tau = float(gumbel_tau)
+        self.ratio_loss_weight = float(ratio_loss_weight)
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+        if seed is not None:
+            self._generator = torch.Generator().manual_seed(int(seed))
+        self.scorer: TokenScorer | None = None
+        if method == "learned":
+            if dim is None:
+                raise ValueError("method 'learned' needs dim= (the width of the tokens it scores)")
+            self.scorer = TokenScorer(dim, scorer_hidden)
+
+    def extra_repr(self) -> str:
+        text = f"ratio={self.ratio}, method={self.method!r}, prune_at={self.prune_at!r}"
+        if self.prune_layers is not None:
+            text += f", prune_layers={self.prune_layers}"
+        return text + (", fuse_dropped=True" if self.fuse_dropped else "")
+
+    @property
+    def needs_cls_attention(self) -> bool:
+        """Whether the scores come from the encoder's CLS attention."""
+        return self.method == "cls_attention" and self.ratio > 0
+
+    @property
+    def prunes_memory(self) -> bool:
+        """Whether this pruner acts on the decoder memory (``prune_at="memory"``)."""
+        return self.prune_at == "memory"
+
+    def num_kept(self, num_tokens: int) -> int:
+        """``K`` for ``num_tokens`` inputs (see :func:`num_kept`)."""
+        return num_kept(num_tokens, self.ratio)
+
+    def num_memory_tokens(self, num_tokens: int) -> int:
+        """Tokens the decoder attends to for ``num_tokens`` visual tokens (``K``, +1 when fused)."""
+        kept = self.num_kept(num_tokens)
+        return kept + int(self.fuse_dropped and kept < num_tokens)
+
+    def encoder_schedule(self, num_tokens: int, num_blocks: int) -> list[tuple[int, int]]:
+        """Where and how much to prune inside a ViT (``prune_at="encoder"``).
+
+        Stage ``s`` of ``S`` keeps ``max(1, round_half_up(N * (1 - ratio) ** ((s + 1) / S)))``
+        tokens, so the keep rate per stage is equal and the last stage keeps
+        exactly :meth:`num_kept` ``(N)``, the same count as memory pruning.
+
+        Args:
+            num_tokens: Patch tokens ``N`` entering the ViT blocks.
+            num_blocks: Number of ViT blocks.
+
+        Returns:
+            ``[(block_index, tokens_kept_after_it), ...]``; empty when nothing is pruned.
+        """
+        if self.prune_at != "encoder" or self.ratio == 0:
+            return []
+        layers = self.prune_layers
+        if layers is None:
+            layers = tuple(sorted({num_blocks // 4, num_blocks // 2, (3 * num_blocks) // 4}))
+        if not layers or any(not 0 <= i < num_blocks - 1 for i in layers):
+            raise ValueError(
+                f"prune_layers={layers} must be block indices in [0, {num_blocks - 2}] "
+                f"(the encoder has {num_blocks} blocks; pruning after the last one is memory pruning)"
+            )
+        if list(layers) != sorted(set(layers)):
+            raise ValueError(f"prune_layers={layers} must be strictly increasing")
+        keep = 1.0 - self.ratio
+        stages = len(layers)
+        counts = [
+            max(1, min(num_tokens, math.floor(num_tokens * keep ** ((s + 1) / stages) + 0.5)))
+            for s in range(stages)
+        ]
+        counts[-1] = self.num_kept(num_tokens)
+        return list(zip(layers, counts, strict=True))
+
+    # -- scoring and selection ----------------------------------------------------
+    def score(self, tokens: Tensor, cls_attention: Tensor | None = None) -> Tensor:
+        """Scores ``(B, N)`` for tokens ``(B, N, D)``: higher means keep.
+
+        For ``"learned"`` the scores carry gradients (they are the predictor's
+        logits); for the other methods they are detached.
+
+        Raises:
+            ValueError: ``"cls_attention"`` without ``cls_attention`` (the
+                message lists the methods that apply), or a shape mismatch.
+        """
+        batch, count = tokens.shape[:2]
+        if self.method == "cls_attention":
+            if cls_attention is None:
+                raise ValueError(
+                    "method 'cls_attention' needs the CLS attention of a ViT encoder with a "
+                    "class token, and none was given (encoders without CLS attention, such "
+                    f"as ConvNeXt, cannot use it); methods that apply: {NO_CLS_METHODS}"
+                )
+            if tuple(cls_attention.shape) != (batch, count):
+                raise ValueError(
+                    f"cls_attention has shape {tuple(cls_attention.shape)}, expected {(batch, count)}"
+                )
+            return cls_attention.detach().float()
+        if self.method == "norm":
+            return tokens.detach().float().norm(dim=-1)
+        if self.method == "random":
+            if self._generator is None:
+                return torch.rand(batch, count, device=tokens.device)
+            return torch.rand(batch, count, generator=self._generator).to(tokens.device)
+        if self.method == "learned":
+            assert self.scorer is not None
+            return self.scorer(tokens).float()
+        return torch.zeros(batch, count, device=tokens.device)
+
+    @staticmethod
+    def select_indices(scores: Tensor, k: int) -> Tensor:
+        """Indices ``(B, k)`` of the ``k`` highest scores, in ascending (original) order."""
+        if k < 1:
+            raise ValueError(f"cannot keep {k} tokens: K must be at least 1")
+        return scores.detach().topk(k, dim=1).indices.sort(dim=1).values
+
+    # -- forward -----------------------------------------------------------------
+    def forward(self, tokens: Tensor, *, cls_attention: Tensor | None = None) -> PruneResult:
+        """Prune tokens (placement ``"memory"``; with ``"encoder"`` this is the identity).
+
+        Args:
+            tokens: ``(B, N, D)``.
+            cls_attention: ``(B, N)`` CLS attention of the encoder (``"cls_attention"`` only).
+
+        Returns:
+            A :class:`PruneResult`.
+
+        Raises:
+            ValueError: If ``tokens`` is not ``(B, N, D)`` with ``N >= 1``.
+        """
+        if tokens.ndim != 3 or tokens.shape[1] < 1:
+            raise ValueError(f"tokens must be (B, N, D) with N >= 1, got {tuple(tokens.shape)}")
+        batch, count, _ = tokens.shape
+        zero = tokens.new_zeros(())
+        if self.prune_at == "encoder" or self.method == "none" or self.ratio == 0:
+            if self.method in ("none", "merge") or self.prune_at == "encoder":
+                scores = torch.zeros(batch, count, device=tokens.device)
+            else:
+                scores = self.score(tokens, cls_attention).detach()
+            identity = torch.arange(count, device=tokens.device).expand(batch, count)
+            return PruneResult(tokens, identity, scores, zero)
+        k = self.num_kept(count)
+        if self.method == "merge":
+            return merge_tokens(tokens, k)
+        scores = self.score(tokens, cls_attention)
+        if self.method == "learned":
+            return self._learned(tokens, scores, k)
+        kept = self.select_indices(scores, k)
+        out = take_tokens(tokens, kept)
+        fused = False
+        if self.fuse_dropped and k < count:
+            out = torch.cat([out, _fuse_dropped(tokens, scores, kept)], dim=1)
+            fused = True
+        return PruneResult(out, kept, scores, zero, fused=fused)
+
+    def _learned(self, tokens: Tensor, logits: Tensor, k: int) -> PruneResult:
+        count = tokens.shape[1]
+        if not self.training:
+            kept = self.select_indices(logits, k)
+            return PruneResult(take_tokens(tokens, kept), kept, logits.detach(), tokens.new_zeros(()))
+        uniform = torch.rand_like(logits).clamp_(1e-6, 1 - 1e-6)
+        noisy = logits - torch.log(-torch.log(uniform))  # Gumbel-perturbed logits
+        kept = self.select_indices(noisy, k)
+        soft = torch.sigmoid(noisy / self.gumbel_tau)  # (B, N) keep probability
+        soft_kept = take_tokens(soft, kept)  # (B, K)
+        gate = 1.0 + soft_kept - soft_kept.detach()  # 1 in the forward pass, d soft in backward
+        out = take_tokens(tokens, kept) * gate.unsqueeze(-1).to(tokens.dtype)
+        keep_rate = k / count
+        aux = self.ratio_loss_weight * ((soft.mean(dim=1) - keep_rate) ** 2).mean()
+        return PruneResult(out, kept, logits.detach(), aux.to(tokens.dtype))
+
+
+def _fuse_dropped(tokens: Tensor, scores: Tensor, kept: Tensor) -> Tensor:
+    """Score-weighted mean of the tokens not in ``kept`` ``(B, 1, D)`` (EViT fusion)."""
+    dropped = torch.ones_like(scores, dtype=torch.bool)
+    dropped[torch.arange(scores.shape[0], device=scores.device)[:, None], kept] = False
+    weights = scores.clamp_min(0) * dropped
+    weights = weights / weights.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return torch.einsum("bn,bnd->bd", weights.to(tokens.dtype), tokens).unsqueeze(1)
+
+
+def _merge_round(
+    x: Tensor, size: Tensor, rep: Tensor, assignment: Tensor, r: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One ToMe bipartite matching step that merges ``r`` tokens away.
+
+    Tokens alternate between set A (even positions) and B (odd). Each A token
+    points to its most similar B token (cosine); the ``r`` A tokens with the
+    strongest match are merged into their B partner by size-weighted averaging.
+
+    Args:
+        x: Tokens ``(B, n, D)`` (already size-weighted means).
+        size: Tokens each one holds ``(B, n)``.
+        rep: Representative original index of each token ``(B, n)``.
+        assignment: Current token of every original token ``(B, N)``.
+        r: Number of tokens to remove, ``1 <= r <= ceil(n / 2)``.
+
+    Returns:
+        ``(x, size, rep, assignment)`` with ``n - r`` tokens in original order.
+    """
+    batch, n, dim = x.shape
+    rows = torch.arange(batch, device=x.device)[:, None]
+    metric = F.normalize(x.detach().float(), dim=-1)
+    similarity = metric[:, ::2] @ metric[:, 1::2].transpose(1, 2)  # (B, nA, nB)
+    best, partner = similarity.max(dim=-1)  # (B, nA)
+    order = best.argsort(dim=-1, descending=True)
+    src, unmerged = order[:, :r], order[:, r:]
+    dst = partner[rows, src]  # (B, r) index into B
+    a_x, b_x = x[:, ::2], x[:, 1::2]
+    a_size, b_size = size[:, ::2], size[:, 1::2]
+    weighted_b = b_x * b_size.unsqueeze(-1)
+    src_weighted = take_tokens(a_x * a_size.unsqueeze(-1), src)
+    weighted_b = weighted_b.index_put((rows.expand_as(dst), dst), src_weighted, accumulate=True)
+    new_b_size = b_size.index_put((rows.expand_as(dst), dst), a_size[rows, src], accumulate=True)
+    new_size = torch.cat([a_size[rows, unmerged], new_b_size], dim=1)
+    new_x = torch.cat([a_x[rows, unmerged], weighted_b / new_b_size.unsqueeze(-1)], dim=1)
+    new_rep = torch.cat([rep[:, ::2][rows, unmerged], rep[:, 1::2]], dim=1)
+    # Where every current token goes (before re-sorting): A-unmerged first, then B.
+    n_unmerged = unmerged.shape[1]
+    n_a = (n + 1) // 2
+    target_a = torch.empty(batch, n_a, dtype=torch.long, device=x.device)
+    target_a[rows, unmerged] = torch.arange(n_unmerged, device=x.device).expand(batch, -1)
+    target_a[rows, src] = n_unmerged + dst
+    target_b = n_unmerged + torch.arange(n - n_a, device=x.device).expand(batch, -1)
+    target = torch.empty(batch, n, dtype=torch.long, device=x.device)
+    target[:, ::2], target[:, 1::2] = target_a, target_b
+    # Restore original order by representative index.
+    new_rep, perm = new_rep.sort(dim=1)
+    inverse = torch.empty_like(perm)
+    inverse[rows, perm] = torch.arange(perm.shape[1], device=x.device).expand(batch, -1)
+    new_x, new_size = new_x[rows, perm], new_size[rows, perm]
+    assignment = inverse[rows, target[rows, assignment]]
+    return new_x, new_size, new_rep, assignment
+
+
+def merge_tokens(tokens: Tensor, k: int) -> PruneResult:
+    """Merge ``(B, N, D)`` tokens down to ``k`` with ToMe bipartite soft matching.
+
+    Repeats matching rounds (each removes at most half the tokens) until ``k``
+    remain. Every output token is the size-weighted mean of the original tokens
+    merged into it, so ``sum(sizes * tokens) / N`` equals the mean of the inputs.
+
+    Returns:
+        A :class:`PruneResult` whose ``kept_indices`` are each group's
+        representative original index, ``sizes`` the group sizes, ``assignment``
+        the group of each input token, and ``scores`` the negated cosine
+        similarity of each token to its closest other token (distinct tokens
+        score high).
+    """
+    batch, count, _ = tokens.shape
+    if not 1 <= k <= count:
+        raise ValueError(f"cannot merge {count} tokens down to {k}: need 1 <= K <= N")
+    device = tokens.device
+    with torch.no_grad():
+        metric = F.normalize(tokens.detach().float(), dim=-1)
+        similarity = metric @ metric.transpose(1, 2)
+        similarity.diagonal(dim1=1, dim2=2).fill_(-2.0)
+        scores = -similarity.max(dim=-1).values if count > 1 else torch.zeros(batch, count)
+    x = tokens
+    size = torch.ones(batch, count, dtype=tokens.dtype, device=device)
+    rep = torch.arange(count, device=device).expand(batch, count)
+    assignment = rep.clone()
+    while x.shape[1] > k:
+        n = x.shape[1]
+        x, size, rep, assignment = _merge_round(x, size, rep, assignment, min(n - k, (n + 1) // 2))
+    return PruneResult(
+        x, rep, scores.to(device), tokens.new_zeros(()), sizes=size, assignment=assignment
+    )

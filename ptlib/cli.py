@@ -18,6 +18,7 @@ import ptlib
 
 COMMAND_MODULES: tuple[str, ...] = (
     "ptlib.bench.command",
+    "ptlib.data.command",
 )
 """Modules that add a subcommand (each defines ``add_parser(subparsers)``)."""
 

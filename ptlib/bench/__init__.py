@@ -6,5 +6,7 @@ module exposes ``add_parser(subparsers) -> None`` and the parser it adds sets
 output, not checked by timed tests.
 """
 
-BENCH_MODULES: tuple[str, ...] = ()
+BENCH_MODULES: tuple[str, ...] = (
+    "ptlib.bench.data",
+)
 """Modules that add a ``ptlib bench`` subcommand."""

@@ -70,6 +70,7 @@ class CocoCheck:
     present: bool
     archive: str
     detail: str = ""
+    unpack_into: Path | None = None
 
     @property
     def url(self) -> str:
@@ -82,7 +83,8 @@ class CocoCheck:
             return f"ok       {self.path}  ({self.what}{'; ' + self.detail if self.detail else ''})"
         return (
             f"MISSING  {self.path}  ({self.what}{'; ' + self.detail if self.detail else ''})\n"
-            f"         get {self.archive} from {self.url} and unpack it so this path exists"
+            f"         get {self.archive} from {self.url}\n"
+            f"         and unzip it in {self.unpack_into or self.path.parent} (never downloaded by ptlib)"
         )
 
 
@@ -93,7 +95,9 @@ def _check_year(root: Path, year: int) -> list[CocoCheck]:
     checks = []
     for split in ("train", "val"):
         path = root / "annotations" / f"captions_{split}{year}.json"
-        checks.append(CocoCheck(path, f"COCO {year} {split} captions", path.is_file(), archive))
+        checks.append(
+            CocoCheck(path, f"COCO {year} {split} captions", path.is_file(), archive, "", root)
+        )
     for split in ("train", "val"):
         folder = root / f"{split}{year}"
         count = sum(1 for _ in folder.glob("*.jpg")) if folder.is_dir() else 0
@@ -102,7 +106,9 @@ def _check_year(root: Path, year: int) -> list[CocoCheck]:
         if folder.is_dir() and count < expected:
             detail += " (incomplete?)"
         checks.append(
-            CocoCheck(folder, f"COCO {year} {split} images", count > 0, f"{split}{year}.zip", detail)
+            CocoCheck(
+                folder, f"COCO {year} {split} images", count > 0, f"{split}{year}.zip", detail, root
+            )
         )
     return checks
 
@@ -135,7 +141,7 @@ def check_coco(
             detail = ", ".join(f"{k} {v}" for k, v in sizes.items())
         checks.append(
             CocoCheck(path, "Karpathy split (dataset_coco.json)", path.is_file(),
-                      "caption_datasets.zip", detail)
+                      "caption_datasets.zip", detail, root)
         )
     return checks
 

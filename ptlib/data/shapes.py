@@ -369,6 +369,12 @@ def make_example(
     return image, groups, per_group, captions
 
 
+def _polygon_area(flat: tuple[float, ...]) -> float:
+    """Shoelace area of a polygon given as ``x1, y1, x2, y2, ...`` (COCO's ``area``)."""
+    xs, ys = np.array(flat[0::2]), np.array(flat[1::2])
+    return float(abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))) / 2)
+
+
 def _round(values: tuple[float, ...] | list[float]) -> list[float]:
     return [round(float(v), 2) for v in values]
 
@@ -427,13 +433,12 @@ def generate_shapes_dataset(
                 for obj in objs:
                     ann_id = len(instance_anns) + 1
                     object_ids.append(ann_id)
-                    x, y, w, h = obj.bbox
                     instance_anns.append({
                         "id": ann_id,
                         "image_id": image_id,
                         "category_id": category_id[obj.shape],
                         "bbox": _round(obj.bbox),
-                        "area": round(w * h, 2),
+                        "area": round(_polygon_area(obj.polygon), 2),
                         "iscrowd": 0,
                         "segmentation": [_round(obj.polygon)],
                         "shape": obj.shape,

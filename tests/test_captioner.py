@@ -209,3 +209,21 @@ def test_captioner_generate_returns_attention_over_kept_tokens():
     assert _captions(beam.tokens) == _captions(greedy.tokens)
     with pytest.raises(ValueError, match="greedy' or 'beam"):
         model.generate(images, method="sample")
+
+
+@pytest.mark.parametrize("profile_name", ["ci", "cpu", "gpu"])
+@pytest.mark.parametrize("backbone", ["vit", "convnext"])
+def test_every_profile_gives_a_valid_config(profile_name, backbone):
+    from ptlib import course
+    from ptlib.models import config_from_profile
+
+    profile = course.get_profile(profile_name)
+    config = config_from_profile(profile, backbone=backbone, vocab_size=123)
+    assert config.img_size == profile.section("data")["img_size"]
+    assert config.max_len == profile.section("data")["max_len"]
+    assert config.vocab_size == 123
+    with torch.device("meta"):
+        model = Captioner.from_config({**config.to_dict(), "pretrained": False})
+    assert model.num_memory_tokens == num_kept(model.encoder.num_tokens, config.prune_ratio)
+    with pytest.raises(ValueError, match="no encoder for backbone"):
+        config_from_profile(profile, backbone="swin", vocab_size=123)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ptlib.course import Profile
 from ptlib.models.pruning import PRUNE_METHODS, PRUNE_PLACEMENTS, check_ratio
 
 
@@ -137,27 +138,39 @@ def load_config(name_or_path: str | Path = "paper_table1") -> CaptionerConfig:
     return CaptionerConfig.from_dict(values, source=source)
 
 
-def config_from_profile(
-    section: Mapping[str, Any], *, backbone: str = "vit", vocab_size: int, **overrides: Any
-) -> CaptionerConfig:
-    """A config from a profile's ``model`` section (``course.get_profile().section("model")``).
+PROFILE_EXTRA_KEYS: tuple[str, ...] = ("encoders", "prune_ratios")
+"""Keys of a profile's ``model`` section that are not :class:`CaptionerConfig` fields."""
 
-    The section names one encoder per backbone under ``encoders`` (e.g.
-    ``{vit: vit_tiny_patch16_224, convnext: convnext_atto}``) plus captioner keys.
+
+def config_from_profile(
+    profile: Profile, *, backbone: str = "vit", vocab_size: int, **overrides: Any
+) -> CaptionerConfig:
+    """A config sized by a course profile (``course.get_profile()``).
+
+    The profile's ``model`` section names one encoder per backbone under
+    ``encoders`` (e.g. ``{vit: vit_tiny_patch16_224, convnext: convnext_atto}``)
+    and holds captioner keys; ``img_size`` and ``max_len`` come from its
+    ``data`` section so images and captions always fit the model.
 
     Args:
-        section: The profile's ``model`` section.
-        backbone: Key into ``section["encoders"]`` (``"vit"`` or ``"convnext"``).
+        profile: The active :class:`ptlib.course.Profile`.
+        backbone: Key into ``encoders`` (``"vit"`` or ``"convnext"``).
         vocab_size: From the dataset's vocabulary.
         **overrides: Any :class:`CaptionerConfig` field.
+
+    Raises:
+        ValueError: On an unknown backbone or unknown keys in the section.
     """
-    values = dict(section)
-    encoders = values.pop("encoders", {})
+    section = profile.section("model")
+    data = profile.section("data")
+    source = f"ptlib/configs/profiles.yaml, profile {profile.name!r}, section model"
+    encoders = section.get("encoders", {})
     if backbone not in encoders:
-        raise ValueError(
-            f"profile model section has no encoder for backbone {backbone!r}; "
-            f"it has {sorted(encoders)} (see ptlib/configs/profiles.yaml)"
-        )
-    values = {k: v for k, v in values.items() if k in CaptionerConfig.field_names()}
-    values.update(encoder=encoders[backbone], vocab_size=vocab_size, **overrides)
-    return CaptionerConfig.from_dict(values, source="profile model section")
+        raise ValueError(f"{source}: no encoder for backbone {backbone!r}; it has {sorted(encoders)}")
+    values = {k: v for k, v in section.items() if k not in PROFILE_EXTRA_KEYS}
+    values["encoder"] = encoders[backbone]
+    for key in ("img_size", "max_len"):
+        if key in data and key not in values:
+            values[key] = data[key]
+    values.update(vocab_size=vocab_size, **overrides)
+    return CaptionerConfig.from_dict(values, source=source)

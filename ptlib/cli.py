@@ -19,6 +19,7 @@ import ptlib
 COMMAND_MODULES: tuple[str, ...] = (
     "ptlib.bench.command",
     "ptlib.data.command",
+    "ptlib.train.command",
 )
 """Modules that add a subcommand (each defines ``add_parser(subparsers)``)."""
 

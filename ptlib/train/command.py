@@ -1,0 +1,183 @@
+"""``ptlib train``, ``ptlib eval`` and ``ptlib caption``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ptlib import course
+
+_SET_HELP = (
+    "override one config value, e.g. --set train.epochs=5 --set model.prune_ratio=0.5 "
+    "(repeatable; the value is read as YAML)"
+)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ptlib.train.run import train_run
+    from ptlib.train.runconfig import load_run_config
+
+    config = load_run_config(args.config, args.set or [])
+    out_dir = Path(args.out) if args.out else course.checkpoint_dir() / config["name"]
+    resume: Any = None
+    if args.resume is not None:
+        resume = "auto" if args.resume == "auto" else Path(args.resume)
+    result = train_run(config, out_dir, resume=resume, device=args.device,
+                       stop_at_epoch=args.stop_at_epoch)
+    print(f"ptlib train: {result.message}")
+    if result.history:
+        last = result.history[-1]
+        print(
+            f"last epoch: train loss {last['train_loss']:.4f}, train token acc "
+            f"{100 * last['train_token_acc']:.2f}%, val token acc "
+            f"{100 * last.get('val_token_acc', float('nan')):.2f}%"
+        )
+    print(f"checkpoints and history in {out_dir}")
+    return {"finished": 0, "paused": 0, "early_stopped": 0, "interrupted": 130, "nan": 3}[
+        result.status
+    ]
+
+
+def _format_scores(scores: dict[str, Any]) -> str:
+    keys = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE")
+    parts = []
+    for key in keys:
+        if key in scores:
+            value = scores[key]
+            parts.append(f"{key} {'n/a' if value is None else f'{value:.4f}'}")
+    lines = ["  ".join(parts)]
+    for metric, why in (scores.get("unavailable") or {}).items():
+        lines.append(f"{metric} unavailable: {why}")
+    correctness = scores.get("correctness")
+    if correctness:
+        lines.append(
+            "correctness: exact object set "
+            f"{100 * correctness['exact_set_accuracy']:.1f}%, unparseable "
+            f"{correctness['n_unparseable']}/{correctness['n_images']}"
+        )
+    return "\n".join(lines)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ptlib.metrics.results import write_results
+    from ptlib.train.data import build_run_data, instances_path
+    from ptlib.train.evaluate import caption_dataset, evaluate_captions
+    from ptlib.train.run import load_captioner
+
+    device = course.pick_device(args.device)
+    model, vocab, config = load_captioner(args.ckpt, device)
+    data = build_run_data(config["data"], splits=(args.split,), vocab=vocab)
+    if args.split not in data.datasets:
+        raise ValueError(f"--split {args.split!r}: this dataset has {sorted(data.datasets)}")
+    method = "beam" if args.beam > 1 else "greedy"
+    predictions, references = caption_dataset(
+        model, data.datasets[args.split], vocab, device=device, method=method,
+        beam_size=args.beam, max_images=args.max_images, show_progress=True,
+    )
+    metrics = ("BLEU", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
+    scores = evaluate_captions(predictions, references, metrics=metrics,
+                               instances=instances_path(data, args.split))
+    scores["checkpoint"] = str(args.ckpt)
+    scores["split"], scores["decoding"] = args.split, f"{method} (beam {args.beam})"
+    out = Path(args.out) if args.out else Path(args.ckpt).parent / f"results_{args.split}.json"
+    results_path, metrics_path = write_results(out, predictions, scores)
+    print(_format_scores(scores))
+    print(f"captions: {results_path}\nmetrics:  {metrics_path}")
+    return 0
+
+
+def _caption(args: argparse.Namespace) -> int:
+    from ptlib.data.images import load_rgb
+    from ptlib.data.transforms import build_transform
+    from ptlib.train.run import load_captioner
+
+    device = course.pick_device(args.device)
+    model, vocab, config = load_captioner(args.ckpt, device)
+    img_size = int(config["model"]["img_size"])
+    transform = build_transform(img_size)
+    paths = [Path(p) for p in args.images]
+    if args.attention and len(paths) != 1:
+        raise ValueError("--attention draws one image: pass exactly one IMAGE with it")
+    pictures = [load_rgb(p) for p in paths]
+    import torch
+
+    batch = torch.stack([transform(p) for p in pictures]).to(device)
+    method = "beam" if args.beam > 1 else "greedy"
+    result = model.generate(batch, method=method, beam_size=args.beam,
+                            return_attention=bool(args.attention))
+    captions = [vocab.decode(ids) for ids in result.tokens.tolist()]
+    for path, caption in zip(paths, captions, strict=True):
+        print(f"{path}: {caption}")
+    if args.attention:
+        from ptlib.viz.attention import save_caption_attention
+
+        save_caption_attention(
+            pictures[0].resize((img_size, img_size)), captions[0], result, model, args.attention
+        )
+        print(f"attention map: {args.attention}")
+    if args.json:
+        print(json.dumps([{"image": str(p), "caption": c} for p, c in
+                          zip(paths, captions, strict=True)]))
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``train``, ``eval`` and ``caption`` to the ``ptlib`` command line."""
+    from ptlib.train.runconfig import shipped_run_configs
+
+    train = subparsers.add_parser(
+        "train",
+        help="train a captioner from a run config",
+        description="Train a captioner. A run config (YAML) names the data, the model and the "
+        f"training hyperparameters; shipped configs: {', '.join(shipped_run_configs())}. "
+        "SIGINT/SIGTERM saves a checkpoint; --resume continues exactly. Distributed: "
+        "torchrun --nproc-per-node N -m ptlib.cli train ...",
+    )
+    train.add_argument("--config", required=True, metavar="NAME|PATH",
+                       help="a shipped run config name or a YAML file")
+    train.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help=_SET_HELP)
+    train.add_argument("--out", metavar="DIR",
+                       help="output folder (default: the checkpoint directory / config name)")
+    train.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
+                       help="continue from CKPT, or from OUT/last.pt when given without a value")
+    train.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    train.add_argument("--stop-at-epoch", type=int, metavar="N",
+                       help="pause after N completed epochs (continue later with --resume)")
+    train.set_defaults(func=_train)
+
+    evaluate = subparsers.add_parser(
+        "eval",
+        help="caption a split with a trained checkpoint and score it",
+        description="Caption every image of a split and score the captions against all "
+        "references: BLEU-1..4, METEOR (needs Java), ROUGE-L, CIDEr-D; SPICE is reported as "
+        "unavailable offline. On the shapes dataset, caption correctness is scored too. "
+        "Writes the captions in COCO results format and the metrics beside them.",
+    )
+    evaluate.add_argument("--ckpt", required=True, help="a checkpoint written by ptlib train")
+    evaluate.add_argument("--split", default="test",
+                          help="split to caption: test (default), val, compositional (shapes)")
+    evaluate.add_argument("--beam", type=int, default=1,
+                          help="beam size; 1 (default) decodes greedily")
+    evaluate.add_argument("--max-images", type=int, default=0,
+                          help="caption only the first N images (default: all)")
+    evaluate.add_argument("--out", metavar="RESULTS.json",
+                          help="results file (default: beside the checkpoint)")
+    evaluate.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    evaluate.set_defaults(func=_eval)
+
+    caption = subparsers.add_parser(
+        "caption",
+        help="caption your own images with a trained checkpoint",
+        description="Caption image files (any format Pillow reads; converted to RGB and resized "
+        "to the model's input size).",
+    )
+    caption.add_argument("--ckpt", required=True, help="a checkpoint written by ptlib train")
+    caption.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    caption.add_argument("--beam", type=int, default=3, help="beam size (default 3; 1 = greedy)")
+    caption.add_argument("--attention", metavar="OUT.png",
+                         help="also draw the cross-attention of each word over the image")
+    caption.add_argument("--json", action="store_true", help="also print the captions as JSON")
+    caption.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    caption.set_defaults(func=_caption)

@@ -1,0 +1,162 @@
+"""Build a whole run from a run config: data, vocabulary, model, trainer; load it back.
+
+This is what ``ptlib train`` / ``ptlib eval`` / ``ptlib caption`` call, and what the
+chapters use::
+
+    from ptlib.train import load_run_config, train_run, load_captioner
+    config = load_run_config("shapes_vit", ["train.epochs=2"])
+    result = train_run(config, out_dir)
+    model, vocab, config = load_captioner(out_dir / "best.pt")
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ptlib import course
+from ptlib.data.datasets import collate_captions
+from ptlib.data.loaders import CaptionData
+from ptlib.data.vocab import Vocabulary
+from ptlib.models import Captioner, CaptionerConfig
+from ptlib.train.checkpoint import load_checkpoint
+from ptlib.train.config import TrainConfig
+from ptlib.train.data import build_run_data
+from ptlib.train.distributed import DistEnv, cleanup_distributed, init_distributed
+from ptlib.train.evaluate import caption_dataset, evaluate_captions
+from ptlib.train.trainer import FitResult, Trainer
+
+VAL_METRICS: tuple[str, ...] = ("BLEU", "CIDEr")
+"""Metrics computed on validation captions during training (METEOR's JVM is slow to start)."""
+
+
+def build_model(model_section: Mapping[str, Any], vocab: Vocabulary) -> Captioner:
+    """A captioner for this vocabulary (``vocab_size`` is set from it)."""
+    values = {**dict(model_section), "vocab_size": len(vocab)}
+    return Captioner.from_config(CaptionerConfig.from_dict(values, source="run config model"))
+
+
+def _evaluate_fn(data: CaptionData, cfg: TrainConfig, device: torch.device):
+    if "val" not in data.datasets or cfg.eval_every == 0:
+        return None
+    dataset = data.datasets["val"]
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        predictions, references = caption_dataset(
+            model, dataset, data.vocab, device=device, max_len=cfg.max_len,
+            max_images=cfg.eval_max_images, batch_size=max(cfg.batch_size, 32),
+        )
+        scores = evaluate_captions(predictions, references, metrics=VAL_METRICS)
+        return {k: v for k, v in scores.items() if isinstance(v, int | float) and v is not None}
+
+    return evaluate
+
+
+def train_run(
+    config: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    resume: str | Path | None = None,
+    device: torch.device | str | None = None,
+    stop_at_epoch: int | None = None,
+    show_progress: bool = True,
+) -> FitResult:
+    """Train the run described by ``config`` into ``out_dir``.
+
+    Args:
+        config: A run config (:func:`ptlib.train.load_run_config`).
+        out_dir: Checkpoints (``last.pt``, ``best.pt``) and history go here.
+        resume: A checkpoint, or ``"auto"`` to continue from ``out_dir/last.pt`` if present.
+        device: Default :func:`ptlib.course.pick_device`; under ``torchrun`` each
+            process takes its local GPU.
+        stop_at_epoch: Pause after this many epochs (resume later).
+        show_progress: tqdm bars on the main process.
+
+    Returns:
+        How the run ended (:class:`ptlib.train.trainer.FitResult`), with ``wall_time_s``
+        and the run config recorded in ``out_dir/run.json``.
+    """
+    cfg = TrainConfig.from_dict(dict(config.get("train", {})))
+    device = course.pick_device(device)
+    env: DistEnv = init_distributed(device)
+    if env.distributed and device.type == "cuda":
+        device = torch.device("cuda", env.local_rank)
+    try:
+        course.seed_everything(cfg.seed)
+        data = build_run_data(config["data"], splits=("train", "val"), seed=cfg.seed)
+        model = build_model(config["model"], data.vocab).to(device)
+        trainer = Trainer(
+            model,
+            data.datasets["train"],
+            data.datasets.get("val"),
+            cfg,
+            out_dir,
+            collate_fn=collate_captions,
+            device=device,
+            evaluate_fn=_evaluate_fn(data, cfg, device),
+            checkpoint_extra={
+                "run_config": {k: config[k] for k in ("name", "data", "model", "train")
+                               if k in config},
+                "vocab": data.vocab.to_json(),
+            },
+            dist_env=env,
+            show_progress=show_progress,
+        )
+        start = time.perf_counter()
+        result = trainer.fit(resume=resume, stop_at_epoch=stop_at_epoch)
+        if env.is_main:
+            course.atomic_write_text(
+                Path(out_dir) / "run.json",
+                json.dumps(
+                    {
+                        "config": dict(config),
+                        "status": result.status,
+                        "message": result.message,
+                        "wall_time_s": round(time.perf_counter() - start, 2),
+                        "epochs": len(result.history),
+                        "parameters": sum(p.numel() for p in model.parameters()),
+                        "versions": course.versions(),
+                        "machine": course.machine(),
+                    },
+                    indent=1,
+                )
+                + "\n",
+            )
+        return result
+    finally:
+        cleanup_distributed()
+
+
+def load_captioner(
+    path: str | Path, device: torch.device | str | None = "cpu"
+) -> tuple[Captioner, Vocabulary, dict[str, Any]]:
+    """Load a trained captioner from a checkpoint written by :func:`train_run`.
+
+    Returns:
+        ``(model in eval mode, vocabulary, run config)``.
+
+    Raises:
+        ptlib.train.checkpoint.CheckpointError: Unsafe, unreadable, or not a run checkpoint.
+    """
+    from ptlib.train.checkpoint import CheckpointError
+
+    device = course.pick_device(device)
+    state = load_checkpoint(path, map_location=device)
+    for key in ("run_config", "vocab", "model"):
+        if key not in state:
+            raise CheckpointError(
+                f"checkpoint {path} has no {key!r}: it was not written by ptlib train"
+            )
+    vocab = Vocabulary(state["vocab"]["itos"], state["vocab"].get("counts"))
+    # The checkpoint holds every weight: never fetch pretrained ones again.
+    model_section = {**state["run_config"]["model"], "pretrained": False}
+    model = build_model(model_section, vocab).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, vocab, state["run_config"]

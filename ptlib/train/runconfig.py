@@ -1,0 +1,131 @@
+"""Run configs: one YAML file says everything a training run depends on.
+
+A run config has three sections, each validated by its own dataclass::
+
+    name: shapes_vit
+    base: null              # optional: another config this one starts from
+    data:  {...}            # dataset: shapes | coco, its parameters, vocabulary caps
+    model: {...}            # ptlib.models.CaptionerConfig (vocab_size comes from the data)
+    train: {...}            # ptlib.train.TrainConfig
+
+Shipped configs live in ``ptlib/configs/runs/``; ``ptlib train --config NAME``
+finds them by name, and a path to any YAML file works too. ``base: NAME`` starts
+from another config and deep-merges this file's sections over it, and
+``--set section.key=value`` overrides single values (the value is read as YAML,
+so ``--set train.lr=3e-4`` is a float and ``--set model.prune_layers=[3,6]`` a list).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SECTIONS: tuple[str, ...] = ("data", "model", "train")
+RUNS_PACKAGE = "ptlib.configs.runs"
+
+
+def shipped_run_configs() -> list[str]:
+    """Names of the run configs that ship with ptlib."""
+    folder = resources.files(RUNS_PACKAGE)
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"run config file {path} does not exist")
+        text, source = path.read_text(), str(path)
+    else:
+        ref = resources.files(RUNS_PACKAGE).joinpath(f"{name_or_path}.yaml")
+        if not ref.is_file():
+            raise FileNotFoundError(
+                f"no run config named {name_or_path!r}; shipped configs: "
+                f"{', '.join(shipped_run_configs())} (or give a path to a YAML file)"
+            )
+        text, source = ref.read_text(), f"ptlib/configs/runs/{name_or_path}.yaml"
+    try:
+        values = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"run config {source} is not valid YAML: {err}") from err
+    if not isinstance(values, dict):
+        raise ValueError(f"run config {source} must be a mapping with data/model/train sections")
+    unknown = sorted(set(values) - {"name", "base", "description", *SECTIONS})
+    if unknown:
+        raise ValueError(
+            f"run config {source}: unknown top-level keys {unknown}; "
+            f"allowed: name, base, description, {', '.join(SECTIONS)}"
+        )
+    for section in SECTIONS:
+        if not isinstance(values.get(section, {}), dict):
+            raise ValueError(f"run config {source}: section {section!r} must be a mapping")
+    return values, source
+
+
+def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values parsed as YAML).
+
+    Raises:
+        ValueError: If an override is not ``section.key=value`` or names an unknown section.
+    """
+    config = copy.deepcopy(config)
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ValueError(
+                f"--set {item!r}: write section.key=value, e.g. train.lr=3e-4 or "
+                "model.encoder=convnext_atto"
+            )
+        dotted, raw = item.split("=", 1)
+        path = dotted.strip().split(".")
+        if path[0] not in SECTIONS:
+            raise ValueError(f"--set {item!r}: section must be one of {', '.join(SECTIONS)}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML: {err}") from err
+        if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        node = config.setdefault(path[0], {})
+        for key in path[1:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return config
+
+
+def load_run_config(
+    name_or_path: str | Path, overrides: Sequence[str] = (), _seen: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Read a run config by shipped name or path, resolve ``base:``, apply ``--set`` overrides.
+
+    Returns:
+        ``{"name", "description", "data", "model", "train"}`` as plain data. The
+        sections are validated when the run is built (:func:`ptlib.train.build_run`).
+    """
+    values, source = _read_yaml(name_or_path)
+    if source in _seen:
+        raise ValueError(f"run config {source}: 'base' chain loops: {' -> '.join(_seen)}")
+    config: dict[str, Any] = {"data": {}, "model": {}, "train": {}}
+    if values.get("base"):
+        config = load_run_config(values["base"], (), (*_seen, source))
+    config = _deep_merge(config, {k: values.get(k, {}) for k in SECTIONS})
+    config["name"] = values.get("name") or Path(str(name_or_path)).stem
+    config["description"] = values.get("description", config.get("description", ""))
+    return apply_overrides(config, overrides)

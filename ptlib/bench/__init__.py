@@ -8,5 +8,6 @@ output, not checked by timed tests.
 
 BENCH_MODULES: tuple[str, ...] = (
     "ptlib.bench.data",
+    "ptlib.bench.generate",
 )
 """Modules that add a ``ptlib bench`` subcommand."""

@@ -7,6 +7,9 @@
   and the ceiling (reference agreement), scored on the same folds as a model.
 * :mod:`~ptlib.metrics.results`: COCO results JSON plus a metrics JSON.
 * :mod:`~ptlib.metrics.tokenization`: PTB tokenisation, or the Python rule without Java.
+* :mod:`~ptlib.metrics.correctness`: what a shapes caption names against the image's
+  objects (exact object set, per-attribute accuracy, hallucination, repetition, relations).
+* :mod:`~ptlib.metrics.confusion`: shape and colour confusion matrices over matched objects.
 """
 
 from ptlib.metrics.accuracy import TokenAccuracy, token_accuracy, token_accuracy_counts
@@ -16,6 +19,19 @@ from ptlib.metrics.captions import (
     CaptionScorer,
     score_captions,
     spice_unavailable_reason,
+)
+from ptlib.metrics.confusion import colour_confusion_matrix, shape_confusion_matrix
+from ptlib.metrics.correctness import (
+    CaptionJudgement,
+    ParsedCaption,
+    SceneTruth,
+    TrueObject,
+    judge_caption,
+    judge_captions,
+    load_ground_truth,
+    match_groups,
+    parse_model_caption,
+    score_correctness,
 )
 from ptlib.metrics.references import (
     most_frequent_caption_baseline,
@@ -29,18 +45,30 @@ from ptlib.metrics.tokenization import java_available, python_tokenize
 __all__ = [
     "DEFAULT_METRICS",
     "METRIC_KEYS",
+    "CaptionJudgement",
     "CaptionScorer",
+    "ParsedCaption",
+    "SceneTruth",
     "TokenAccuracy",
+    "TrueObject",
+    "colour_confusion_matrix",
     "java_available",
+    "judge_caption",
+    "judge_captions",
+    "load_ground_truth",
+    "match_groups",
     "metrics_path_for",
     "most_frequent_caption_baseline",
+    "parse_model_caption",
     "python_tokenize",
     "read_metrics",
     "read_results",
     "reference_agreement",
     "score_against_folds",
     "score_captions",
+    "score_correctness",
     "score_floor",
+    "shape_confusion_matrix",
     "spice_unavailable_reason",
     "token_accuracy",
     "token_accuracy_counts",

@@ -151,8 +151,8 @@ class SceneTruth:
     @functools.cached_property
     def groups(self) -> tuple[Group, ...]:
         """The true groups (objects sharing size, colour, shape), in order of first object."""
-        counts = Counter(o.kind for o in self.objects)
-        return tuple(Group(counts[kind], *kind) for kind in dict.fromkeys(o.kind for o in self.objects))
+        counts = Counter(o.kind for o in self.objects)  # insertion order: first object first
+        return tuple(Group(count, *kind) for kind, count in counts.items())
 
     @functools.cached_property
     def group_centres(self) -> tuple[tuple[tuple[float, float], ...], ...]:
@@ -175,8 +175,10 @@ def _number_list(entry: dict, key: str, length: int, where: str, path: Path) -> 
 def _word(entry: dict, key: str, allowed: Sequence[str], where: str, path: Path) -> str:
     value = require(entry, key, str, where, path)
     if value not in allowed:
-        raise AnnotationError(f"{path}: {where}[{key!r}] is {value!r}, not one of {tuple(allowed)}; "
-                              "is this an instances file of the shapes dataset?")
+        raise AnnotationError(
+            f"{path}: {where}[{key!r}] is {value!r}, not one of {tuple(allowed)}; "
+            "is this an instances file of the shapes dataset?"
+        )
     return value
 
 

@@ -54,8 +54,7 @@ def draw_word_attention(
     fig, axes = plt.subplots(1, n + 2, figsize=(2.0 * (n + 2), 2.3))
     picture = np.asarray(image)
     extent = (0, picture.shape[1], picture.shape[0], 0)
-    cmap = plt.get_cmap("inferno").copy()
-    cmap.set_bad("#9e9e9e", alpha=0.85)
+    cmap = plt.get_cmap("inferno").with_extremes(bad=(0.62, 0.62, 0.62, 0.85))
     panels = [("image", None), ("mean", attention[: max(len(words), 1)].mean(dim=0))]
     panels += [(words[i], attention[i]) for i in range(n)]
     for ax, (title, weights) in zip(axes, panels, strict=True):

@@ -50,6 +50,16 @@ def _format_scores(scores: dict[str, Any]) -> str:
     lines = ["  ".join(parts)]
     for metric, why in (scores.get("unavailable") or {}).items():
         lines.append(f"{metric} unavailable: {why}")
+    folds = scores.get("folds")
+    if folds:
+        lines.append("on reference folds (each caption vs 4 of the 5 references):")
+        for name in ("floor", "model", "ceiling"):
+            row = folds[name]
+            lines.append(f"  {name:<8}" + "  ".join(
+                f"{k} {row[k]:.4f}" for k in ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
+                if isinstance(row.get(k), float)))
+        lines.append("  model / ceiling: " + "  ".join(
+            f"{k} {100 * v:.1f}%" for k, v in folds["of_ceiling"].items()))
     correctness = scores.get("correctness")
     if correctness:
         lines.append(
@@ -63,12 +73,12 @@ def _format_scores(scores: dict[str, Any]) -> str:
 def _eval(args: argparse.Namespace) -> int:
     from ptlib.metrics.results import write_results
     from ptlib.train.data import build_run_data, instances_path
-    from ptlib.train.evaluate import caption_dataset, evaluate_captions
+    from ptlib.train.evaluate import caption_dataset, evaluate_captions, floor_model_ceiling
     from ptlib.train.run import load_captioner
 
     device = course.pick_device(args.device)
     model, vocab, config = load_captioner(args.ckpt, device)
-    data = build_run_data(config["data"], splits=(args.split,), vocab=vocab)
+    data = build_run_data(config["data"], splits=("train", args.split), vocab=vocab)
     if args.split not in data.datasets:
         raise ValueError(f"--split {args.split!r}: this dataset has {sorted(data.datasets)}")
     method = "beam" if args.beam > 1 else "greedy"
@@ -79,6 +89,9 @@ def _eval(args: argparse.Namespace) -> int:
     metrics = ("BLEU", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
     scores = evaluate_captions(predictions, references, metrics=metrics,
                                instances=instances_path(data, args.split))
+    if not args.no_folds:
+        train_captions = data.datasets["train"].all_captions()
+        scores["folds"] = floor_model_ceiling(predictions, references, train_captions)
     scores["checkpoint"] = str(args.ckpt)
     scores["split"], scores["decoding"] = args.split, f"{method} (beam {args.beam})"
     out = Path(args.out) if args.out else Path(args.ckpt).parent / f"results_{args.split}.json"
@@ -162,6 +175,8 @@ def add_parser(subparsers: Any) -> None:
                           help="beam size; 1 (default) decodes greedily")
     evaluate.add_argument("--max-images", type=int, default=0,
                           help="caption only the first N images (default: all)")
+    evaluate.add_argument("--no-folds", action="store_true",
+                          help="skip the floor / model / ceiling comparison on reference folds")
     evaluate.add_argument("--out", metavar="RESULTS.json",
                           help="results file (default: beside the checkpoint)")
     evaluate.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")

@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 
 from ptlib.data.datasets import CaptionDataset, collate_captions
 from ptlib.data.vocab import Vocabulary
-from ptlib.metrics.captions import score_captions
+from ptlib.metrics.captions import METRIC_KEYS, CaptionScorer, score_captions
+from ptlib.metrics.references import reference_agreement, score_against_folds, score_floor
 
 
 @torch.no_grad()
@@ -63,6 +64,46 @@ def caption_dataset(
             predictions[image_id] = vocab.decode(ids)
             references[image_id] = list(refs)
     return predictions, references
+
+
+def floor_model_ceiling(
+    predictions: Mapping[int, str],
+    references: Mapping[int, list[str]],
+    train_captions: list[str],
+    *,
+    metrics: tuple[str, ...] = ("BLEU", "METEOR", "ROUGE_L", "CIDEr"),
+) -> dict[str, Any]:
+    """Score the model beside its floor and ceiling, all on the same reference folds.
+
+    In fold ``k`` every caption (the model's, the floor's, and reference ``k`` as
+    the ceiling's) is scored against the image's references without reference
+    ``k``; scores are averaged over the folds. A score only means something
+    between these two: the floor predicts the most frequent training caption for
+    every image, the ceiling is how well one human-style reference agrees with
+    the others.
+
+    Returns:
+        ``{"model", "floor", "ceiling"}`` (metric dicts) and ``"of_ceiling"``:
+        each metric of the model as a fraction of the ceiling.
+    """
+    with CaptionScorer(metrics) as scorer:
+        scored_refs = {i: references[i] for i in predictions}
+        model = score_against_folds(scored_refs, predictions, scorer=scorer)
+        floor = score_floor(train_captions, scored_refs, scorer=scorer)
+        ceiling = reference_agreement(scored_refs, scorer=scorer)
+    keys = [key for metric in metrics for key in METRIC_KEYS[metric]]
+    of_ceiling = {
+        k: model[k] / ceiling[k]
+        for k in keys
+        if isinstance(model.get(k), float) and isinstance(ceiling.get(k), float) and ceiling[k]
+    }
+    strip = ("per_fold",)
+    return {
+        "model": {k: v for k, v in model.items() if k not in strip},
+        "floor": {k: v for k, v in floor.items() if k not in strip},
+        "ceiling": {k: v for k, v in ceiling.items() if k not in strip},
+        "of_ceiling": of_ceiling,
+    }
 
 
 def evaluate_captions(

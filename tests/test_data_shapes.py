@@ -67,6 +67,7 @@ def test_same_seed_gives_byte_identical_files_and_other_seed_differs(shapes_root
     assert sum(other[k] != first[k] for k in first) > len(first) // 2
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 def test_pycocotools_reads_captions_and_instances(shapes_root):
     for split in SPLITS:
         image_dir, captions_json, instances_json = shapes_paths(shapes_root, split)

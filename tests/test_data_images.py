@@ -80,6 +80,14 @@ def test_decompression_bombs_are_refused_before_decoding(folder):
         load_rgb(folder / "ok.jpg", max_pixels=1000)
 
 
+def test_a_raised_max_pixels_overrides_pillows_own_warning(folder, monkeypatch):
+    (folder / "ok.jpg").write_bytes(_jpeg_bytes(48))  # 2304 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # Pillow would warn above 2000
+    with pytest.raises(BadImageError, match="decompression bomb"):
+        load_rgb(folder / "ok.jpg", max_pixels=2000)
+    assert load_rgb(folder / "ok.jpg", max_pixels=3000).size == (48, 48)
+
+
 @pytest.mark.parametrize(
     "file_name", ["../secret.jpg", "a/../../secret.jpg", "/etc/passwd", "C:\\x.jpg", "", ".."]
 )

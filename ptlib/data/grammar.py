@@ -309,7 +309,9 @@ def parse_caption(caption: str) -> CaptionMeaning:
 
     Returns:
         The groups in order of first mention and the relation (indices into
-        those groups), or ``relation=None``.
+        those groups), or ``relation=None``. A definite noun phrase naming a
+        group not mentioned before (possible in generated text, never in the
+        references) adds that group with count 1, or 2 when plural.
 
     Raises:
         CaptionParseError: If a word is outside the grammar, a noun phrase is

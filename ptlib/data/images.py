@@ -120,7 +120,9 @@ def load_rgb(
         raise BadImageError(file, "empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            pillow_limit = Image.MAX_IMAGE_PIXELS or float("inf")
+            action = "error" if max_pixels <= pillow_limit else "ignore"  # ours decides
+            warnings.simplefilter(action, Image.DecompressionBombWarning)
             with Image.open(file) as image:
                 width, height = image.size
                 if width * height > max_pixels:

@@ -9,5 +9,6 @@ output, not checked by timed tests.
 BENCH_MODULES: tuple[str, ...] = (
     "ptlib.bench.data",
     "ptlib.bench.generate",
+    "ptlib.bench.train",
 )
 """Modules that add a ``ptlib bench`` subcommand."""

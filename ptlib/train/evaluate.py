@@ -49,7 +49,8 @@ def caption_dataset(
         ``(predictions, references)``: image id -> caption, image id -> references.
     """
     subset = dataset if not max_images else Subset(dataset, range(min(max_images, len(dataset))))
-    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate_captions)
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate_captions,
+                        generator=torch.Generator())  # leaves the global RNG untouched
     predictions: dict[int, str] = {}
     references: dict[int, list[str]] = {}
     for batch in tqdm(loader, desc="captioning", disable=not show_progress):

@@ -30,6 +30,12 @@ from ptlib.train.config import TrainConfig
 from ptlib.train.data import build_run_data
 from ptlib.train.distributed import DistEnv, cleanup_distributed, init_distributed
 from ptlib.train.evaluate import caption_dataset, evaluate_captions
+from ptlib.train.features import (
+    CachedFeatureDataset,
+    FeatureCaptioner,
+    cached_or_encode,
+    collate_features,
+)
 from ptlib.train.trainer import FitResult, Trainer
 
 VAL_METRICS: tuple[str, ...] = ("BLEU", "CIDEr")
@@ -91,13 +97,20 @@ def train_run(
         course.seed_everything(cfg.seed)
         data = build_run_data(config["data"], splits=("train", "val"), seed=cfg.seed)
         model = build_model(config["model"], data.vocab).to(device)
+        train_set, collate, trained = data.datasets["train"], collate_captions, model
+        if cfg.cache_features:
+            cache = cached_or_encode(model, train_set, Path(out_dir) / "features_train.pt",
+                                     device=device, show_progress=show_progress and env.is_main)
+            train_set, collate = CachedFeatureDataset(train_set, cache), collate_features
+            trained = FeatureCaptioner(model)
         trainer = Trainer(
-            model,
-            data.datasets["train"],
+            trained,
+            train_set,
             data.datasets.get("val"),
             cfg,
             out_dir,
-            collate_fn=collate_captions,
+            collate_fn=collate,
+            val_collate_fn=collate_captions,
             device=device,
             evaluate_fn=_evaluate_fn(data, cfg, device),
             checkpoint_extra={

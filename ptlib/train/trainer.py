@@ -102,8 +102,11 @@ def _field(batch: Any, name: str) -> Any:
     return getattr(batch, name)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+def _to_device(value: Any, device: torch.device) -> Any:
+    """A tensor, or a dict of tensors (cached features), on ``device``."""
+    if isinstance(value, Mapping):
+        return {k: v.to(device, non_blocking=True) for k, v in value.items()}
+    return value.to(device, non_blocking=True)
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -131,6 +134,7 @@ class Trainer:
         cfg: Training hyperparameters.
         out_dir: Folder for checkpoints and history.
         collate_fn: Turns a list of samples into a batch.
+        val_collate_fn: The same for ``val_set`` (default ``collate_fn``).
         device: Where the model runs.
         evaluate_fn: Scores generated validation captions (called on the main
             process every ``cfg.eval_every`` epochs); ``None`` skips it.
@@ -150,6 +154,7 @@ class Trainer:
         *,
         collate_fn: Callable[[list[Any]], Any],
         device: torch.device,
+        val_collate_fn: Callable[[list[Any]], Any] | None = None,
         evaluate_fn: EvaluateFn | None = None,
         checkpoint_extra: Mapping[str, Any] | None = None,
         dist_env: DistEnv | None = None,
@@ -161,6 +166,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.train_set, self.val_set = train_set, val_set
         self.collate_fn = collate_fn
+        self.val_collate_fn = val_collate_fn or collate_fn
         self.evaluate_fn = evaluate_fn
         self.checkpoint_extra = dict(checkpoint_extra or {})
         self.show_progress = show_progress and self.env.is_main
@@ -276,7 +282,7 @@ class Trainer:
     # --------------------------------------------------------------- the loop
 
     def _forward_loss(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, int, Any]:
-        images = _field(batch, "images").to(self.device, non_blocking=True)
+        images = _to_device(_field(batch, "images"), self.device)
         tokens = _field(batch, "tokens").to(self.device, non_blocking=True)
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         with autocast(self.device, self.amp_dtype):
@@ -365,12 +371,12 @@ class Trainer:
         sampler = EpochSampler(len(self.val_set), shuffle=False, rank=self.env.rank,
                                world_size=self.env.world_size)
         loader = DataLoader(self.val_set, batch_size=self.micro_batch, sampler=sampler,
-                            collate_fn=self.collate_fn, num_workers=self.cfg.num_workers,
+                            collate_fn=self.val_collate_fn, num_workers=self.cfg.num_workers,
                             generator=torch.Generator().manual_seed(self.cfg.seed))
         self.model.eval()
         totals = [0.0, 0.0, 0.0, 0.0]
         for batch in loader:
-            images = _field(batch, "images").to(self.device)
+            images = _to_device(_field(batch, "images"), self.device)
             tokens = _field(batch, "tokens").to(self.device)
             with autocast(self.device, self.amp_dtype):
                 out = self.model(images, tokens[:, :-1])

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ptlib.bench.command",
     "ptlib.data.command",
     "ptlib.train.command",
+    "ptlib.experiments.command",
 )
 """Modules that add a subcommand (each defines ``add_parser(subparsers)``)."""
 

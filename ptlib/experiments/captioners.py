@@ -1,0 +1,159 @@
+"""The course's trained captioners: trained once per profile, stored, loaded by the chapters.
+
+:func:`trained_captioner` trains a run config (``shapes_vit`` / ``shapes_convnext``
+under the ``cpu`` profile, their ``_ci`` versions under ``ci``), evaluates it on
+the held-out splits, and stores the result through :func:`ptlib.course.run_or_load`:
+``results/<profile>/captioners/<name>/<key>.json`` with its config, seed, versions,
+machine and wall time, plus a slim checkpoint (weights in float16, no optimizer
+state) in ``results/<profile>/checkpoints/``. ``make results`` produces the
+``cpu`` ones; the book loads them instead of retraining.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ptlib import course
+from ptlib.train.checkpoint import load_checkpoint, save_checkpoint
+from ptlib.train.data import build_run_data, instances_path
+from ptlib.train.evaluate import caption_dataset, evaluate_captions, floor_model_ceiling
+from ptlib.train.run import load_captioner, train_run
+from ptlib.train.runconfig import load_run_config
+
+BACKBONES: tuple[str, ...] = ("vit", "convnext")
+
+
+@dataclass
+class TrainedRun:
+    """A trained captioner and its measurements.
+
+    Attributes:
+        name: The run config name, e.g. ``"shapes_vit"``.
+        config: The resolved run config.
+        checkpoint: The slim checkpoint (load it with :func:`ptlib.train.load_captioner`).
+        history: Per-epoch training history.
+        evaluation: Split name -> metrics (n-gram metrics on all references,
+            ``folds`` with floor/model/ceiling, ``correctness`` on shapes) and the
+            generated ``captions``.
+        train_minutes: Wall time of training.
+        parameters: Number of model parameters.
+    """
+
+    name: str
+    config: dict[str, Any]
+    checkpoint: Path
+    history: list[dict[str, Any]]
+    evaluation: dict[str, dict[str, Any]]
+    train_minutes: float
+    parameters: int
+
+    def load(self, device: str | torch.device = "cpu"):
+        """``(model, vocab, run_config)`` from the stored checkpoint."""
+        return load_captioner(self.checkpoint, device)
+
+
+def config_name(backbone: str, profile: course.Profile) -> str:
+    """The shipped run config of a backbone under a profile."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
+    if profile.name == "gpu":
+        return {"vit": "coco_vit_b16", "convnext": "coco_convnext_t"}[backbone]
+    return f"shapes_{backbone}" + ("_ci" if profile.name == "ci" else "")
+
+
+def slim_checkpoint(source: Path, target: Path) -> Path:
+    """Copy a training checkpoint without optimizer state, weights in float16."""
+    state = load_checkpoint(source)
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    return save_checkpoint(target, {
+        "model": weights, "vocab": state["vocab"], "run_config": state["run_config"],
+        "epoch": state["epoch"], "history": state["history"],
+    })
+
+
+def evaluate_checkpoint(
+    checkpoint: Path, splits: Sequence[str], *, beam_size: int = 1, max_images: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Caption and score each split: metrics, floor/model/ceiling folds, correctness."""
+    model, vocab, config = load_captioner(checkpoint, "cpu")
+    data = build_run_data(config["data"], splits=("train", *splits), vocab=vocab)
+    train_captions = data.datasets["train"].all_captions()
+    results = {}
+    for split in splits:
+        predictions, references = caption_dataset(
+            model, data.datasets[split], vocab, device=torch.device("cpu"),
+            method="beam" if beam_size > 1 else "greedy", beam_size=beam_size,
+            max_images=max_images,
+        )
+        scores = evaluate_captions(predictions, references,
+                                   instances=instances_path(data, split))
+        scores["folds"] = floor_model_ceiling(predictions, references, train_captions)
+        scores["captions"] = {str(k): v for k, v in predictions.items()}
+        results[split] = scores
+    return results
+
+
+def trained_captioner(
+    backbone: str,
+    profile: course.Profile | str | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    splits: Sequence[str] = ("test", "compositional"),
+    tag: str = "",
+    force: bool = False,
+) -> TrainedRun:
+    """Train (or load) the course's captioner for a backbone under a profile.
+
+    Args:
+        backbone: ``"vit"`` or ``"convnext"``.
+        profile: A profile or its name (default: the active one).
+        overrides: ``--set``-style overrides (e.g. ``["train.epochs=3"]``); they
+            are part of the cache key.
+        splits: Held-out splits to evaluate.
+        tag: A name suffix for variants (e.g. ``"memorise"``).
+        force: Retrain even when a stored result matches.
+    """
+    if not isinstance(profile, course.Profile):
+        profile = course.get_profile(profile)
+    name = config_name(backbone, profile)
+    config = load_run_config(name, overrides)
+    run_name = name + (f"_{tag}" if tag else "")
+    key_config = {"profile": profile.name, "run": run_name, "config": config,
+                  "splits": list(splits)}
+    key = course.config_key(key_config)
+    checkpoint = course.results_dir() / profile.name / "checkpoints" / f"{run_name}-{key[:8]}.pt"
+
+    def run() -> dict[str, Any]:
+        out_dir = course.checkpoint_dir() / profile.name / f"{run_name}-{key[:8]}"
+        start = time.perf_counter()
+        result = train_run(config, out_dir, resume="auto")
+        minutes = (time.perf_counter() - start) / 60
+        if result.status not in ("finished", "early_stopped"):
+            raise RuntimeError(f"training {run_name} did not finish: {result.message}")
+        slim_checkpoint(result.best_checkpoint, checkpoint)
+        model, _, _ = load_captioner(checkpoint)
+        return {
+            "checkpoint": str(checkpoint.relative_to(course.results_dir())),
+            "history": result.history,
+            "evaluation": evaluate_checkpoint(checkpoint, splits),
+            "train_minutes": round(minutes, 2),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+
+    stored = course.run_or_load(f"{profile.name}/captioners/{run_name}", key_config, run,
+                                force=force or not checkpoint.is_file())
+    return TrainedRun(
+        name=run_name,
+        config=config,
+        checkpoint=course.results_dir() / stored["checkpoint"],
+        history=stored["history"],
+        evaluation=stored["evaluation"],
+        train_minutes=stored["train_minutes"],
+        parameters=stored["parameters"],
+    )

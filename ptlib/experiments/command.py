@@ -1,0 +1,57 @@
+"""``ptlib results``: produce every stored result the book shows (what ``make results`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ptlib import course
+
+
+def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
+    from ptlib.experiments.captioners import BACKBONES, trained_captioner
+
+    train_section = profile.section("train")
+    jobs: dict[str, Callable[[bool], Any]] = {}
+    for backbone in BACKBONES:
+        jobs[f"captioner-{backbone}"] = lambda force, b=backbone: trained_captioner(
+            b, profile, force=force)
+    jobs["memorisation"] = lambda force: trained_captioner(
+        "convnext", profile, overrides=train_section.get("memorise_overrides", []),
+        tag="memorise", force=force)
+    return jobs
+
+
+def run(args: argparse.Namespace) -> int:
+    profile = course.get_profile(args.profile)
+    jobs = _experiments(profile)
+    unknown = sorted(set(args.only or []) - set(jobs))
+    if unknown:
+        raise ValueError(f"--only {unknown}: experiments are {', '.join(jobs)}")
+    names = args.only or list(jobs)
+    print(f"ptlib results: profile {profile.name}, {len(names)} experiment(s): {', '.join(names)}")
+    print(f"results go to {course.results_dir() / profile.name}")
+    for index, name in enumerate(names, 1):
+        start = time.perf_counter()
+        print(f"[{index}/{len(names)}] {name} ...", flush=True)
+        jobs[name](args.force)
+        print(f"[{index}/{len(names)}] {name} done in {time.perf_counter() - start:.0f} s",
+              flush=True)
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``ptlib results``."""
+    parser = subparsers.add_parser(
+        "results",
+        help="run (or load) every experiment the book shows",
+        description="Train and evaluate the course's captioners and studies under a profile, "
+        "storing each result with its config, seed, versions, machine and wall time in "
+        "results/<profile>/. Finished experiments are loaded, interrupted trainings resume.",
+    )
+    parser.add_argument("--profile", help="ci, cpu or gpu (default: PTLIB_PROFILE or cpu/gpu)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
+    parser.add_argument("--force", action="store_true", help="rerun even stored experiments")
+    parser.set_defaults(func=run)

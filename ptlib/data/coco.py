@@ -43,7 +43,7 @@ PUBLISHED: dict[str, str] = {
     "val2017.zip": "http://images.cocodataset.org/zips/val2017.zip",
     "caption_datasets.zip": "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip",
 }
-"""Where the official files are published (see https://cocodataset.org/#download)."""
+"""The official download address of each archive (as listed on the COCO download page)."""
 
 EXPECTED_IMAGES: dict[str, int] = {
     "train2014": 82_783,

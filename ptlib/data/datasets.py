@@ -264,7 +264,7 @@ class CaptionDataset(Dataset):
         return int(rng.integers(len(record.captions)))
 
     def load_image(self, index: int):  # -> PIL.Image.Image
-        """The RGB image of item ``index`` (raises :class:`BadImageError`)."""
+        """The RGB image of item ``index`` (raises :class:`~ptlib.data.images.BadImageError`)."""
         record = self.records[index]
         return load_rgb(record.file_name, root=self.image_dir, max_pixels=self.max_pixels)
 

@@ -265,7 +265,7 @@ def write_caption(
         groups: The image's groups.
         relations: The true relations between them (:func:`true_relations`);
             must be non-empty when there are two or more groups.
-        template: One of :data:`SINGLE_GROUP_TEMPLATES` / :data:`RELATION_TEMPLATES`.
+        template: One of ``SINGLE_GROUP_TEMPLATES`` / ``RELATION_TEMPLATES``.
         rng: Chooses the list order and the relation.
 
     Returns:

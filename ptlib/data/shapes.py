@@ -400,7 +400,7 @@ def generate_shapes_dataset(
         **overrides: Replace fields of ``config`` (``n_train=64, img_size=64``, ...).
 
     Returns:
-        A summary: ``{"root", "config", "images", "seconds", "images_per_second"}``.
+        The summary ``{"root", "config", "images", "seconds", "images_per_second"}``.
     """
     config = ShapesConfig(**{**asdict(config or ShapesConfig()), **overrides})
     root = Path(out)

@@ -118,7 +118,7 @@ def reference_agreement(
 
     Returns:
         The metrics averaged over folds (keys as in
-        :meth:`CaptionScorer.score`), plus ``"n_folds"`` and ``"per_fold"``
+        :meth:`~ptlib.metrics.captions.CaptionScorer.score`), plus ``"n_folds"`` and ``"per_fold"``
         (each fold's metric values). ``"n_empty_predictions"`` counts held-out
         references that tokenise to nothing.
 

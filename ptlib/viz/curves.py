@@ -1,0 +1,119 @@
+"""Training curves like the paper's Figures 5-8, and its end-of-training log lines.
+
+The paper plots training loss (left) and training token accuracy (right) per
+epoch, then quotes the last four epochs of its ``tqdm`` log. The course draws
+the same two panels from a run's history (:mod:`ptlib.train.history`) and adds
+the validation curves the paper does not show: the gap between the two is the
+point of chapter 6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+
+def _column(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """Epochs and values of one history column, skipping epochs where it was not measured."""
+    epochs, values = [], []
+    for row in history:
+        value = row.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            epochs.append(int(row["epoch"]))
+            values.append(float(value))
+    return epochs, values
+
+
+def _check_history(history: Sequence[Mapping[str, Any]]) -> None:
+    if not history:
+        raise ValueError("history is empty: train at least one epoch first")
+    for index, row in enumerate(history):
+        for key in ("epoch", "train_loss", "train_token_acc"):
+            if key not in row:
+                raise ValueError(
+                    f"history[{index}] has no {key!r}; pass the rows of a training history "
+                    "(FitResult.history, TrainedRun.history or ptlib.train.read_history)"
+                )
+
+
+def draw_training_curves(history: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
+    """Loss (left) and token accuracy (right) per epoch, training and validation.
+
+    Args:
+        history: One row per epoch with ``epoch``, ``train_loss``,
+            ``train_token_acc`` and, when measured, ``val_loss``, ``val_token_acc``.
+        title: The figure title (e.g. the backbone).
+
+    Returns:
+        A figure with two axes; accuracy is drawn in percent.
+
+    Raises:
+        ValueError: If the history is empty or a row lacks a training column.
+    """
+    _check_history(history)
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, label, style in (("train_loss", "training", "-o"), ("val_loss", "validation", "--s")):
+        epochs, values = _column(history, key)
+        if values:
+            loss_ax.plot(epochs, values, style, markersize=3, label=label)
+    for key, label, style in (("train_token_acc", "training", "-o"),
+                              ("val_token_acc", "validation", "--s")):
+        epochs, values = _column(history, key)
+        if values:
+            acc_ax.plot(epochs, [100 * v for v in values], style, markersize=3, label=label)
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy per token", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="next-token accuracy (%)",
+               title="token accuracy (teacher forcing)")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def format_epoch_log(
+    history: Sequence[Mapping[str, Any]], epochs: int | None = None, last: int = 4
+) -> str:
+    """The last epochs of a history as log lines, like the paper's Figures 6 and 8.
+
+    Each line gives the epoch, optimizer steps, seconds and images per second,
+    the training token accuracy and loss (the paper's ``acc`` and ``loss``),
+    and the validation ones where they were measured.
+
+    Args:
+        history: One row per epoch (see :func:`draw_training_curves`).
+        epochs: The planned number of epochs (default: the last epoch in ``history``).
+        last: How many final epochs to show.
+
+    Returns:
+        One line per epoch, joined with newlines.
+    """
+    _check_history(history)
+    if last < 1:
+        raise ValueError(f"last={last}: show at least one epoch")
+    total = epochs if epochs is not None else int(history[-1]["epoch"])
+    lines = []
+    previous_step = 0
+    steps = {}
+    for row in history:
+        step = int(row.get("step", 0))
+        steps[int(row["epoch"])] = step - previous_step
+        previous_step = step
+    for row in history[-last:]:
+        epoch = int(row["epoch"])
+        line = (
+            f"Epoch {epoch}/{total}  {steps[epoch]} steps  "
+            f"{float(row.get('seconds', 0.0)):.1f} s  "
+            f"{float(row.get('images_per_s', 0.0)):.1f} images/s  "
+            f"acc={100 * float(row['train_token_acc']):.2f}%, loss={float(row['train_loss']):.4f}"
+        )
+        if isinstance(row.get("val_token_acc"), int | float):
+            line += (f"  | val acc={100 * float(row['val_token_acc']):.2f}%, "
+                     f"val loss={float(row['val_loss']):.4f}")
+        lines.append(line)
+    return "\n".join(lines)

@@ -185,3 +185,20 @@ def test_in_encoder_pruning_needs_a_vit():
     encoder = build_encoder("convnext_atto", img_size=64)
     with pytest.raises(ValueError, match="needs a ViT"):
         encoder(torch.randn(1, 3, 64, 64), pruner=TokenPruner(0.5, "norm", prune_at="encoder"))
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "grid", "width", "cls_attention"),
+    [
+        ("deit_tiny_distilled_patch16_224", "vit", (14, 14), 192, True),  # 2 prefix tokens
+        ("eva02_tiny_patch14_224", "feature_map", (16, 16), 192, False),  # rotary attention
+        ("swin_tiny_patch4_window7_224", "feature_map", (7, 7), 768, False),
+    ],
+)
+def test_other_timm_families_read_as_token_grids(name, kind, grid, width, cls_attention):
+    with torch.device("meta"):
+        encoder = build_encoder(name, img_size=224)
+        out = encoder(torch.empty(1, 3, 224, 224))
+    assert (encoder.kind, encoder.grid, encoder.width) == (kind, grid, width)
+    assert tuple(out.tokens.shape) == (1, grid[0] * grid[1], width)
+    assert encoder.has_cls_attention == cls_attention

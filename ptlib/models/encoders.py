@@ -101,7 +101,14 @@ def _check_model_name(name: str) -> None:
 
 
 def _is_vit(model: nn.Module) -> bool:
-    return all(hasattr(model, a) for a in ("patch_embed", "blocks", "_pos_embed", "norm"))
+    """timm's ``VisionTransformer`` and its subclasses (DeiT, ...): plain qkv attention blocks.
+
+    Other transformer families (EVA with rotary embeddings, Swin, ...) are read
+    through ``forward_intermediates`` like ConvNets, without CLS attention.
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    return isinstance(model, VisionTransformer)
 
 
 def _cls_attention(block: nn.Module, x: Tensor, num_prefix: int) -> Tensor | None:
@@ -201,8 +208,9 @@ class VisualEncoder(nn.Module):
 
     Attributes:
         name: The timm model name.
-        kind: ``"vit"`` (patch tokens from transformer blocks) or ``"hierarchical"``
-            (tokens from one stage of a ConvNet-like feature pyramid).
+        kind: ``"vit"`` (patch tokens from timm ``VisionTransformer`` blocks) or
+            ``"feature_map"`` (one stage's feature map read through timm's
+            ``forward_intermediates``: ConvNeXt and other ConvNets, Swin, EVA, ...).
         model: The timm model (later stages pruned away when not needed).
         img_size: ``(H, W)`` of the input images.
         feature_stride: Pixels per token along each side.
@@ -258,7 +266,7 @@ class VisualEncoder(nn.Module):
 
     @property
     def num_blocks(self) -> int:
-        """Number of transformer blocks (ViT) or 0 (hierarchical encoders)."""
+        """Number of transformer blocks (``kind="vit"``) or 0 (``kind="feature_map"``)."""
         return len(self.model.blocks) if self.kind == "vit" else 0
 
     def extra_repr(self) -> str:
@@ -320,14 +328,14 @@ class VisualEncoder(nn.Module):
         if pruner is not None and self.kind != "vit":
             raise ValueError(
                 f"{self.name}: pruning inside the encoder (prune_at='encoder') needs a ViT; "
-                "use prune_at='memory' for hierarchical encoders such as ConvNeXt"
+                "use prune_at='memory' for other encoders such as ConvNeXt"
             )
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             if self.kind == "vit":
                 return self._forward_vit(images, need_cls_attention, pruner)
-            return self._forward_hierarchical(images)
+            return self._forward_feature_map(images)
 
-    def _forward_hierarchical(self, images: Tensor) -> EncoderOutput:
+    def _forward_feature_map(self, images: Tensor) -> EncoderOutput:
         (feature,) = self.model.forward_intermediates(
             images, indices=[self.feature_index], intermediates_only=True, output_fmt="NCHW"
         )
@@ -424,7 +432,7 @@ def build_encoder(
             of a local weights file (``.pth``/``.pt``/``.bin``/``.ckpt``/``.safetensors``;
             a ``torch.save`` of the timm model's or this encoder's ``state_dict``).
         img_size: Input size, an int or ``(H, W)``. ViT position embeddings are
-            resized to it; hierarchical encoders need it divisible by the stride.
+            resized to it; other encoders need it divisible by the stride.
         feature_stride: Pixels per token. ViT: ``None`` or its patch size.
             Hierarchical (ConvNeXt): ``None`` for the last stage (32), or the
             reduction of an earlier stage (16 = stage 3, 8, 4).
@@ -496,7 +504,7 @@ def build_encoder(
     return VisualEncoder(
         model,
         name=name,
-        kind="hierarchical",
+        kind="feature_map",
         img_size=size,
         feature_stride=stride,
         width=int(feature_info[index]["num_chs"]),

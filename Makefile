@@ -11,11 +11,12 @@ STAMP := $(VENV)/.ptlib-installed
 # Notebook kernels must use their inline backend, whatever the caller's MPLBACKEND.
 NB_ENV := env -u MPLBACKEND
 
-.PHONY: book test install lint unit notebooks book-ci clean help
+.PHONY: book test results install lint unit notebooks book-ci clean help
 
 help:
 	@echo "make book   build the book into _build/html (profile: \$$PTLIB_PROFILE, default cpu)"
 	@echo "make test   ruff, pytest tests/, nbval notebooks/ and the book, all with PTLIB_PROFILE=ci"
+	@echo "make results  train and evaluate everything the book shows (profile cpu: results/cpu/)"
 
 # Install once; reinstall only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -52,6 +53,12 @@ book: install
 	mkdir -p _build && echo "$$profile" > _build/.book-profile; \
 	PTLIB_PROFILE=$$profile $(NB_ENV) $(BIN)/jupyter-book build -W -n --keep-going . && \
 	echo "The book is at $$(pwd)/_build/html/index.html (profile $$profile)"
+
+# Every stored result the book shows: trains and evaluates under the profile
+# (default cpu), storing JSON and slim checkpoints in results/<profile>/. Finished
+# experiments are loaded, an interrupted training resumes.
+results: install
+	PTLIB_PROFILE=$${PTLIB_PROFILE:-cpu} $(BIN)/ptlib results
 
 clean:
 	rm -rf _build

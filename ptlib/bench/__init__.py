@@ -8,6 +8,7 @@ output, not checked by timed tests.
 
 BENCH_MODULES: tuple[str, ...] = (
     "ptlib.bench.data",
+    "ptlib.bench.efficiency",
     "ptlib.bench.generate",
     "ptlib.bench.train",
 )

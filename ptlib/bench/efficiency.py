@@ -1,0 +1,575 @@
+"""``ptlib bench efficiency``: where compute and memory go, and what pruning saves.
+
+Three tables, measured side by side in one run for every prune ratio and
+placement (``memory``: after the encoder, before cross-attention, the paper's;
+``encoder``: inside the ViT blocks, EViT-style, ViT only):
+
+* FLOPs per caption, split into encoder, projection (+ visual Transformer
+  layers), pruning, decoder self-attention, cross-attention, FFN and output
+  head (:mod:`ptlib.bench.flops`), for greedy KV-cached generation of a fixed
+  number of tokens and for one teacher-forced forward pass.
+* CPU captioning latency of a batch, as ratios to no pruning
+  (:mod:`ptlib.bench.latency`).
+* Training memory without a GPU: bytes saved for backward per image, plus
+  parameters, gradients and AdamW state, with the encoder fine-tuned and
+  frozen, at prune 0 and 0.3, and the largest batch this implies on a 24 GiB
+  card (:mod:`ptlib.bench.memory`). :func:`memory_verdict` compares the gain
+  with the paper's claim (batch 48 -> 128 with 30% pruning on an RTX 4090) and
+  with the bound ``1 / (1 - 0.3)`` that pruning could give if every activation
+  scaled with the kept tokens.
+
+What is measured depends on the profile (``PTLIB_PROFILE``): ``ci`` uses the
+``shapes_*_ci`` captioners and finishes in seconds; ``cpu`` and ``gpu`` add the
+paper's setup (ViT-B/16 and ConvNeXt-T at 224 px, Table 1 decoder, run configs
+``coco_vit_b16`` / ``coco_convnext_t``, random weights). Weights never matter
+here: FLOPs, saved bytes and (with a fixed caption length) time do not depend
+on them. Benchmarks measure; they never assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ptlib import course
+from ptlib.bench.flops import FLOP_CATEGORIES, caption_flops
+from ptlib.bench.latency import caption_latency
+from ptlib.bench.memory import GIB, implied_max_batch, training_memory
+
+PAPER_RUNS: tuple[str, ...] = ("coco_vit_b16", "coco_convnext_t")
+"""Run configs of the paper's setup (their model sections, with ``pretrained=false``)."""
+
+SHAPES_RUNS: dict[str, tuple[str, ...]] = {
+    "ci": ("shapes_vit_ci", "shapes_convnext_ci"),
+    "cpu": ("shapes_vit", "shapes_convnext"),
+    "gpu": ("shapes_vit", "shapes_convnext"),
+}
+"""Run configs of the shapes captioners, per profile."""
+
+PAPER_PRUNE_RATIO: float = 0.3
+"""The paper's prune ratio (Table 1), the one its batch-size claim is about."""
+
+PAPER_BATCH_CLAIM: tuple[int, int] = (48, 128)
+"""The paper's claim: largest batch on an RTX 4090 without pruning, and with 30% pruning."""
+
+CARD_GIB: float = 24.0
+"""Memory of the card the paper used (RTX 4090), GiB."""
+
+WORKSPACE_GIB: float = 1.0
+"""Set aside on the card for the CUDA context, library workspaces and allocator slack (assumed)."""
+
+AMP_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+"""Precisions the memory table can be measured in."""
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------
+
+
+def _setup(run_name: str) -> dict[str, Any]:
+    """One captioner setup from a run config: its model section and sizes, as plain data."""
+    from ptlib.train import load_run_config
+
+    config = load_run_config(run_name, ["model.pretrained=false"])
+    model = dict(config["model"])
+    data = config["data"]
+    return {
+        "name": run_name,
+        "model": model,
+        "vocab_size": int(data.get("vocab_max_size", 2033)),
+        "img_size": int(model.get("img_size", data.get("img_size"))),
+        "caption_len": int(model.get("max_len", data.get("max_len"))),
+    }
+
+
+def efficiency_config(profile: course.Profile, *, paper_latency: bool = False) -> dict[str, Any]:
+    """Everything :func:`run_efficiency` measures for ``profile``, as plain data.
+
+    The run configs' model sections are read now and included, so a cached
+    result (``course.run_or_load``) is reused only while they are unchanged.
+
+    Args:
+        profile: From :func:`ptlib.course.get_profile`.
+        paper_latency: Time the paper's 224-px captioners instead of the shapes
+            ones (slow on a CPU: seconds per batch).
+    """
+    ratios = [float(r) for r in profile.section("model").get("prune_ratios", [0.0, 0.3, 0.5, 0.7])]
+    small = profile.name == "ci"
+    shapes = [_setup(name) for name in SHAPES_RUNS[profile.name]]
+    paper = [] if small else [_setup(name) for name in PAPER_RUNS]
+    return {
+        "profile": profile.name,
+        "seed": profile.seed,
+        "ratios": ratios,
+        "flops": {"setups": shapes + paper, "caption_tokens": 20},
+        "latency": {
+            "setups": paper if paper_latency and paper else shapes,
+            "batch_size": 2 if small else 8,
+            "caption_tokens": 5 if small else 20,
+            "repeats": 2 if small else 5,
+        },
+        "memory": {
+            "setups": shapes if small else paper,
+            "ratios": [0.0, PAPER_PRUNE_RATIO],
+            "batch_sizes": [1, 2],
+            "dtypes": ["fp32"] if small else ["fp32", "bf16"],
+            "card_gib": CARD_GIB,
+            "workspace_gib": WORKSPACE_GIB,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------
+# Building the variants
+# ---------------------------------------------------------------------------
+
+
+def build_variant(
+    setup: dict[str, Any], placement: str, ratio: float, *, freeze_encoder: bool | None = None
+) -> torch.nn.Module:
+    """The setup's captioner pruned at ``placement`` with ``ratio`` (random weights).
+
+    Args:
+        setup: An entry of ``efficiency_config(...)[...]["setups"]``.
+        placement: ``"memory"`` or ``"encoder"``.
+        ratio: Fraction of visual tokens dropped.
+        freeze_encoder: Override the setup's ``freeze_encoder``.
+    """
+    from ptlib.models import Captioner
+
+    values = {
+        **setup["model"],
+        "vocab_size": setup["vocab_size"],
+        "prune_ratio": ratio,
+        "prune_at": placement,
+        "pretrained": False,
+    }
+    if ratio == 0:
+        values["prune_method"] = "none"
+    if freeze_encoder is not None:
+        values["freeze_encoder"] = freeze_encoder
+    return Captioner.from_config(values)
+
+
+@cache
+def _encoder_is_vit(encoder: str, img_size: int) -> bool:
+    from ptlib.models import build_encoder
+
+    return build_encoder(encoder, img_size=img_size).kind == "vit"
+
+
+def _is_vit(setup: dict[str, Any]) -> bool:
+    return _encoder_is_vit(setup["model"]["encoder"], setup["img_size"])
+
+
+def variants(setup: dict[str, Any], ratios: Sequence[float]) -> Iterator[tuple[str, float]]:
+    """``(placement, ratio)`` pairs to measure: memory at every ratio, encoder (ViT only) above 0.
+
+    Ratio 0 is the same model in both placements, so it is measured once (``memory``).
+    """
+    for ratio in ratios:
+        yield "memory", float(ratio)
+    if _is_vit(setup):
+        for ratio in ratios:
+            if ratio > 0:
+                yield "encoder", float(ratio)
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(f"[efficiency {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------
+# The three measurements
+# ---------------------------------------------------------------------------
+
+
+def flops_table(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
+    """FLOPs per caption per category for every setup, placement and ratio (one image)."""
+    section = config["flops"]
+    tokens = int(section["caption_tokens"])
+    rows = []
+    for setup in section["setups"]:
+        for placement, ratio in variants(setup, config["ratios"]):
+            _say(progress, f"flops {setup['name']} {placement} {ratio}")
+            model = build_variant(setup, placement, ratio)
+            for mode in ("generate", "teacher_forced"):
+                counts = caption_flops(model, setup["img_size"], tokens, mode=mode)
+                rows.append(
+                    {
+                        "setup": setup["name"],
+                        "encoder": setup["model"]["encoder"],
+                        "img_size": setup["img_size"],
+                        "placement": placement,
+                        "ratio": ratio,
+                        "mode": mode,
+                        "encoder_tokens": model.encoder.num_tokens,
+                        "memory_tokens": model.num_memory_tokens,
+                        **counts,
+                        "total": sum(counts.values()),
+                    }
+                )
+    return {"caption_tokens": tokens, "categories": list(FLOP_CATEGORIES), "rows": rows}
+
+
+def latency_table(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
+    """CPU captioning time per batch for every setup, placement and ratio, interleaved."""
+    section = config["latency"]
+    rows = []
+    for setup in section["setups"]:
+        _say(progress, f"latency {setup['name']}")
+        models = {
+            (placement, ratio): build_variant(setup, placement, ratio)
+            for placement, ratio in variants(setup, config["ratios"])
+        }
+        labelled = {f"{p}/{r}": m for (p, r), m in models.items()}
+        with torch.no_grad():
+            timed = caption_latency(
+                labelled,
+                setup["img_size"],
+                batch_size=int(section["batch_size"]),
+                caption_tokens=int(section["caption_tokens"]),
+                repeats=int(section["repeats"]),
+            )
+        baseline = timed["memory/0.0"]["median_s"] if "memory/0.0" in timed else None
+        for (placement, ratio), label in zip(models, labelled, strict=True):
+            row = {"setup": setup["name"], "placement": placement, "ratio": ratio, **timed[label]}
+            row["time_ratio"] = row["median_s"] / baseline if baseline else math.nan
+            rows.append(row)
+    return {
+        "batch_size": int(section["batch_size"]),
+        "caption_tokens": int(section["caption_tokens"]),
+        "repeats": int(section["repeats"]),
+        "threads": torch.get_num_threads(),
+        "rows": rows,
+    }
+
+
+def memory_table(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
+    """Training memory per image and implied max batch, encoder fine-tuned and frozen."""
+    section = config["memory"]
+    card = float(section["card_gib"]) * GIB
+    workspace = float(section["workspace_gib"]) * GIB
+    rows = []
+    for setup in section["setups"]:
+        for frozen in (False, True):
+            for placement, ratio in variants(setup, section["ratios"]):
+                model = build_variant(setup, placement, ratio, freeze_encoder=frozen)
+                for dtype_name in section["dtypes"]:
+                    _say(
+                        progress,
+                        f"memory {setup['name']} {'frozen' if frozen else 'fine-tuned'} "
+                        f"{placement} {ratio} {dtype_name}",
+                    )
+                    measured = training_memory(
+                        model,
+                        setup["img_size"],
+                        setup["caption_len"],
+                        batch_sizes=section["batch_sizes"],
+                        amp_dtype=AMP_DTYPES[dtype_name],
+                    )
+                    rows.append(
+                        {
+                            "setup": setup["name"],
+                            "encoder": setup["model"]["encoder"],
+                            "encoder_training": "frozen" if frozen else "fine-tuned",
+                            "placement": placement,
+                            "ratio": ratio,
+                            "dtype": dtype_name,
+                            "memory_tokens": model.num_memory_tokens,
+                            "caption_len": setup["caption_len"],
+                            **measured,
+                            "max_batch": implied_max_batch(measured, card, workspace),
+                        }
+                    )
+    return {
+        "card_gib": section["card_gib"],
+        "workspace_gib": section["workspace_gib"],
+        "batch_sizes": list(section["batch_sizes"]),
+        "rows": rows,
+    }
+
+
+def run_efficiency(config: dict[str, Any], *, progress: bool = True) -> dict[str, Any]:
+    """Measure all three tables for a config from :func:`efficiency_config` (JSON-ready)."""
+    course.seed_everything(int(config["seed"]))
+    return {
+        "flops": flops_table(config, progress=progress),
+        "latency": latency_table(config, progress=progress),
+        "memory": memory_table(config, progress=progress),
+    }
+
+
+def efficiency_tables(
+    profile: course.Profile | None = None, *, paper_latency: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """All three tables for a profile (default: the active one), computed now.
+
+    Use ``course.run_or_load(f"{profile.name}/efficiency", efficiency_config(profile),
+    lambda: run_efficiency(config))`` to reuse a stored result.
+    """
+    profile = profile or course.get_profile()
+    return run_efficiency(
+        efficiency_config(profile, paper_latency=paper_latency), progress=progress
+    )
+
+
+# ---------------------------------------------------------------------------
+# Reading the tables
+# ---------------------------------------------------------------------------
+
+
+def memory_verdict(memory: dict[str, Any], ratio: float = PAPER_PRUNE_RATIO) -> dict[str, Any]:
+    """Compare the measured max-batch gain from pruning with the paper's claim and the bound.
+
+    For every (setup, encoder training, dtype) with memory-placement rows at
+    ratio 0 and ``ratio``: the per-image memory ratio and the implied max-batch
+    ratio. The bound: if *every* saved activation scaled with the kept visual
+    tokens, per-image memory would scale by ``1 - ratio``, so the batch could
+    grow at most ``1 / (1 - ratio)``; pruning after the encoder touches only the
+    decoder's cross-attention inputs, so it gets far less.
+
+    Args:
+        memory: The ``"memory"`` table of :func:`run_efficiency`.
+        ratio: The prune ratio to compare with no pruning.
+
+    Returns:
+        ``{"comparisons": [...], "best": {...}, "paper_gain", "bound", "supports_claim", "text"}``.
+
+    Raises:
+        ValueError: If the table has no pair of rows to compare.
+    """
+    rows = memory["rows"]
+
+    def find(row: dict[str, Any], placement: str, r: float) -> dict[str, Any] | None:
+        for other in rows:
+            if (
+                other["setup"] == row["setup"]
+                and other["encoder_training"] == row["encoder_training"]
+                and other["dtype"] == row["dtype"]
+                and other["placement"] == placement
+                and math.isclose(other["ratio"], r)
+            ):
+                return other
+        return None
+
+    comparisons = []
+    for base in rows:
+        if base["placement"] != "memory" or base["ratio"] != 0:
+            continue
+        for placement in ("memory", "encoder"):
+            pruned = find(base, placement, ratio)
+            if pruned is None:
+                continue
+            comparisons.append(
+                {
+                    "setup": base["setup"],
+                    "encoder_training": base["encoder_training"],
+                    "dtype": base["dtype"],
+                    "placement": placement,
+                    "per_image_ratio": pruned["per_image_bytes"] / base["per_image_bytes"],
+                    "max_batch": [base["max_batch"], pruned["max_batch"]],
+                    "max_batch_gain": pruned["max_batch"] / max(base["max_batch"], 1),
+                }
+            )
+    paper_style = [c for c in comparisons if c["placement"] == "memory"]
+    if not paper_style:
+        raise ValueError(
+            f"memory table has no rows at prune ratio 0 and {ratio} to compare "
+            "(measure with memory.ratios including both)"
+        )
+    paper_gain = PAPER_BATCH_CLAIM[1] / PAPER_BATCH_CLAIM[0]
+    bound = 1.0 / (1.0 - ratio)
+    best = max(paper_style, key=lambda c: c["max_batch_gain"])
+    best_any = max(comparisons, key=lambda c: c["max_batch_gain"])
+    supports = best["max_batch_gain"] >= paper_gain
+    text = (
+        f"Pruning {ratio:.0%} of the visual tokens after the encoder (the paper's placement) "
+        f"changes the memory saved per training image by a factor between "
+        f"{min(c['per_image_ratio'] for c in paper_style):.3f} and "
+        f"{max(c['per_image_ratio'] for c in paper_style):.3f} over {len(paper_style)} settings, "
+        f"so the largest batch that fits grows at most {best['max_batch_gain']:.2f}x "
+        f"({best['setup']}, encoder {best['encoder_training']}, {best['dtype']}: "
+        f"{best['max_batch'][0]} -> {best['max_batch'][1]}). "
+        f"The paper reports {PAPER_BATCH_CLAIM[0]} -> {PAPER_BATCH_CLAIM[1]} ({paper_gain:.2f}x); "
+        f"even if every activation shrank with the kept tokens the gain would be at most "
+        f"1/(1-{ratio}) = {bound:.2f}x. "
+        + (
+            "The measurement supports the claim."
+            if supports
+            else "The measurement does not support the claim: the activations saved for backward "
+            "come mostly from the encoder (when it is fine-tuned), the visual Transformer layers "
+            "before pruning and the decoder's text positions, none of which depend on how many "
+            "visual tokens the decoder attends to; only the cross-attention keys and values do."
+        )
+        + (
+            f" Pruning inside the ViT (placement 'encoder') does better: "
+            f"{best_any['max_batch_gain']:.2f}x ({best_any['setup']}, encoder "
+            f"{best_any['encoder_training']}, {best_any['dtype']})."
+            if best_any["placement"] == "encoder"
+            else ""
+        )
+    )
+    return {
+        "comparisons": comparisons,
+        "best": best,
+        "paper_gain": paper_gain,
+        "bound": bound,
+        "supports_claim": supports,
+        "text": text,
+    }
+
+
+def _gflops(value: float) -> str:
+    return f"{value / 1e9:9.3f}"
+
+
+def print_report(results: dict[str, Any], file: Any = None) -> None:
+    """Print the three tables, the ratios and the memory verdict."""
+    out = file or sys.stdout
+    flops = results["flops"]
+    categories = [c for c in flops["categories"] if c != "other"]
+    print(
+        f"FLOPs per caption (GFLOPs, 1 image, {flops['caption_tokens']} tokens, "
+        "greedy with KV cache; ratio = total / total at ratio 0)",
+        file=out,
+    )
+    header = f"{'setup':<18} {'place':>7} {'ratio':>5} {'tokens':>6} " + " ".join(
+        f"{c[:10]:>10}" for c in categories
+    )
+    print(header + f" {'total':>10} {'vs 0':>6}", file=out)
+    baselines = {
+        r["setup"]: r["total"] for r in flops["rows"] if r["mode"] == "generate" and r["ratio"] == 0
+    }
+    for row in flops["rows"]:
+        if row["mode"] != "generate":
+            continue
+        cells = " ".join(f"{row[c] / 1e9:>10.4f}" for c in categories)
+        print(
+            f"{row['setup']:<18} {row['placement']:>7} {row['ratio']:>5.1f} "
+            f"{row['memory_tokens']:>6d} {cells} {row['total'] / 1e9:>10.4f} "
+            f"{row['total'] / baselines[row['setup']]:>6.3f}",
+            file=out,
+        )
+    latency = results["latency"]
+    print(
+        f"\nCPU captioning latency (batch {latency['batch_size']}, {latency['caption_tokens']} "
+        f"tokens, greedy, median of {latency['repeats']} interleaved rounds, "
+        f"{latency['threads']} threads)",
+        file=out,
+    )
+    print(
+        f"{'setup':<18} {'place':>7} {'ratio':>5} {'tokens':>6} {'ms/batch':>9} "
+        f"{'img/s':>8} {'time vs 0':>9}",
+        file=out,
+    )
+    for row in latency["rows"]:
+        print(
+            f"{row['setup']:<18} {row['placement']:>7} {row['ratio']:>5.1f} {row['tokens']:>6d} "
+            f"{1000 * row['median_s']:>9.1f} {row['images_per_s']:>8.1f} {row['time_ratio']:>9.3f}",
+            file=out,
+        )
+    memory = results["memory"]
+    print(
+        f"\nTraining memory (saved for backward per image, slope between batches "
+        f"{memory['batch_sizes']}; static = params + grads + AdamW; max batch on "
+        f"{memory['card_gib']:g} GiB minus {memory['workspace_gib']:g} GiB workspace)",
+        file=out,
+    )
+    print(
+        f"{'setup':<18} {'encoder':>10} {'place':>7} {'ratio':>5} {'dtype':>5} "
+        f"{'MiB/image':>9} {'static GiB':>10} {'max batch':>9}",
+        file=out,
+    )
+    for row in memory["rows"]:
+        static = (row["static_bytes"] + row["fixed_saved_bytes"]) / GIB
+        print(
+            f"{row['setup']:<18} {row['encoder_training']:>10} {row['placement']:>7} "
+            f"{row['ratio']:>5.1f} {row['dtype']:>5} {row['per_image_bytes'] / 2**20:>9.2f} "
+            f"{static:>10.2f} {row['max_batch']:>9d}",
+            file=out,
+        )
+    print("\n" + memory_verdict(memory)["text"], file=out)
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    profile = course.get_profile(args.profile)
+    config = efficiency_config(profile, paper_latency=args.paper)
+    if args.store:
+        results = course.run_or_load(
+            f"{profile.name}/efficiency", config, lambda: run_efficiency(config)
+        )
+    else:
+        results = run_efficiency(config)
+    print_report(results)
+    if args.json:
+        course.atomic_write_text(
+            args.json,
+            json.dumps(
+                {
+                    "config": config,
+                    "result": results,
+                    "versions": course.versions(),
+                    "machine": course.machine(),
+                },
+                indent=1,
+            )
+            + "\n",
+        )
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add ``ptlib bench efficiency``."""
+    parser = subparsers.add_parser(
+        "efficiency",
+        help="FLOPs per caption by component, CPU latency ratios, training memory vs pruning",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--profile",
+        choices=course.PROFILE_NAMES,
+        default=None,
+        help="size of the run (default: $PTLIB_PROFILE, else cpu without CUDA)",
+    )
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="time the paper's 224-px captioners instead of the shapes ones (slow on a CPU)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="also write the config and figures to this JSON file",
+    )
+    parser.add_argument(
+        "--store",
+        action="store_true",
+        help="reuse / store the result in the run-or-load cache (results/PROFILE/efficiency)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
+    parser.set_defaults(func=_run)

@@ -76,7 +76,7 @@ AMP_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 # ---------------------------------------------------------------------------
 
 
-def _setup(run_name: str) -> dict[str, Any]:
+def load_setup(run_name: str) -> dict[str, Any]:
     """One captioner setup from a run config: its model section and sizes, as plain data."""
     from ptlib.train import load_run_config
 
@@ -105,8 +105,8 @@ def efficiency_config(profile: course.Profile, *, paper_latency: bool = False) -
     """
     ratios = [float(r) for r in profile.section("model").get("prune_ratios", [0.0, 0.3, 0.5, 0.7])]
     small = profile.name == "ci"
-    shapes = [_setup(name) for name in SHAPES_RUNS[profile.name]]
-    paper = [] if small else [_setup(name) for name in PAPER_RUNS]
+    shapes = [load_setup(name) for name in SHAPES_RUNS[profile.name]]
+    paper = [] if small else [load_setup(name) for name in PAPER_RUNS]
     return {
         "profile": profile.name,
         "seed": profile.seed,

@@ -23,6 +23,9 @@ with ``cross_attn.k_proj`` called from the layer (not from ``cross_attn``'s own
 forward), which per-module totals of ``FlopCounterMode`` would not place under
 ``cross_attn``. One multiply-add counts as 2 FLOPs; attention scores are counted
 dense (a causal mask does not halve them), as ``torch.utils.flop_counter`` does.
+While counting, ``nn.MultiheadAttention``'s fused inference path (one kernel
+without a FLOP formula, used by the visual Transformer layers) is switched off,
+so its projections and attention are counted like everything else.
 """
 
 from __future__ import annotations
@@ -144,6 +147,7 @@ class CategoryFlopCounter:
         self._running: list[str] = []  # names of the submodules whose forward is running
         self._hooks: list[Any] = []
         self._mode: _CountingMode | None = None
+        self._fastpath_was = True
 
     # -- which module is running -------------------------------------------------
     def _push(self, name: str) -> Callable[..., None]:
@@ -185,6 +189,10 @@ class CategoryFlopCounter:
             if name:
                 self._hooks.append(module.register_forward_pre_hook(self._push(name)))
                 self._hooks.append(module.register_forward_hook(self._pop(name), always_call=True))
+        # nn.MultiheadAttention's fused inference kernel has no FLOP formula: run the
+        # ordinary path (same result) so its projections and attention are counted.
+        self._fastpath_was = torch.backends.mha.get_fastpath_enabled()
+        torch.backends.mha.set_fastpath_enabled(False)
         self._mode = _CountingMode(self)
         self._mode.__enter__()
         return self
@@ -195,6 +203,7 @@ class CategoryFlopCounter:
                 self._mode.__exit__(*exc)
         finally:
             self._mode = None
+            torch.backends.mha.set_fastpath_enabled(self._fastpath_was)
             for handle in self._hooks:
                 handle.remove()
             self._hooks.clear()

@@ -14,6 +14,7 @@ from typing import Any
 
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def _column(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -68,6 +69,7 @@ def draw_training_curves(history: Sequence[Mapping[str, Any]], title: str = "") 
     acc_ax.set(xlabel="epoch", ylabel="next-token accuracy (%)",
                title="token accuracy (teacher forcing)")
     for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     if title:

@@ -151,6 +151,14 @@ def test_encoder_pruning_reduces_encoder_flops():
     assert counts[0] > counts[1] > counts[2] > 0
 
 
+def test_counting_on_the_meta_device_agrees_with_computing():
+    setup = _setup()
+    with torch.device("meta"):
+        meta = efficiency.build_variant(setup, "encoder", 0.5)
+    real = efficiency.build_variant(setup, "encoder", 0.5)
+    assert caption_flops(meta, 64, 3) == caption_flops(real, 64, 3)
+
+
 def test_caption_flops_rejects_bad_arguments():
     model = _model()
     with pytest.raises(ValueError, match="mode"):
@@ -280,7 +288,7 @@ def test_bench_command_prints_tables_and_writes_json(tmp_path, monkeypatch, caps
         "profile": "ci",
         "seed": 0,
         "ratios": [0.0, 0.5],
-        "flops": {"setups": [_setup()], "caption_tokens": 4},
+        "flops": {"setups": [_setup()], "caption_tokens": 4, "device": "cpu"},
         "latency": {"setups": [_setup()], "batch_size": 1, "caption_tokens": 2, "repeats": 1},
         "memory": {
             "setups": [_setup()],

@@ -442,8 +442,8 @@ def memory_verdict(memory: dict[str, Any], ratio: float = PAPER_PRUNE_RATIO) -> 
             f"{best_any['max_batch_gain']:.2f}x ({best_any['setup']}, encoder "
             f"{best_any['encoder_training']}, {best_any['dtype']})"
             + (
-                ", above the linear bound because the attention maps of the later blocks "
-                "shrink with the square of the tokens kept."
+                ", above the linear bound because attention maps shrink with the square of "
+                "the tokens kept."
                 if best_any["max_batch_gain"] > bound
                 else "."
             )

@@ -342,6 +342,27 @@ def config_key(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical_json(config).encode()).hexdigest()[:16]
 
 
+def _umask_mode(base: int = 0o666) -> int:
+    """``base`` with the process umask applied (what ``open()`` would give a new file)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
+def atomic_temp_file(path: Path) -> tuple[int, str]:
+    """Open a temporary file beside ``path`` with ordinary permissions.
+
+    ``tempfile.mkstemp`` creates files readable by the owner only (0600); a result
+    or checkpoint should get the mode a plain ``open()`` would give it.
+
+    Returns:
+        ``(file descriptor, temporary path)``; rename it over ``path`` when written.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _umask_mode())
+    return fd, tmp_name
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename.
 
@@ -350,7 +371,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = atomic_temp_file(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -153,3 +153,14 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
         course.atomic_write_text(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    target = tmp_path / "result.json"
+    course.atomic_write_text(target, "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 import ptlib
+from ptlib.course import atomic_temp_file
 
 CHECKPOINT_FORMAT = 1
 """Bumped when the layout of the checkpoint dictionary changes."""
@@ -45,7 +45,7 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "ptlib_version": ptlib.__version__, **state}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = atomic_temp_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)

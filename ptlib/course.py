@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -363,24 +363,33 @@ def atomic_temp_file(path: Path) -> tuple[int, str]:
     return fd, tmp_name
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename.
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Write a file through a temporary file beside it, fsync and a rename.
 
-    A reader never sees a half-written file; an interrupted write leaves the old
-    file (or none) in place.
+    A reader never sees a half-written file; an interrupted write (an exception,
+    Ctrl-C) leaves the old file (or none) in place and no temporary file behind.
+
+    Args:
+        path: The file to (re)write; parent folders are created.
+        write: Writes the content to the binary handle it is given.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = atomic_temp_file(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def run_record_path(name: str, config: Mapping[str, Any], directory: Path | None = None) -> Path:

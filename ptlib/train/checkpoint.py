@@ -10,7 +10,6 @@ carries pickled code is refused instead of executed.
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 
 import ptlib
-from ptlib.course import atomic_temp_file
+from ptlib.course import atomic_write
 
 CHECKPOINT_FORMAT = 1
 """Bumped when the layout of the checkpoint dictionary changes."""
@@ -43,18 +42,8 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
         The path written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": CHECKPOINT_FORMAT, "ptlib_version": ptlib.__version__, **state}
-    fd, tmp_name = atomic_temp_file(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(payload, handle))
     return path
 
 

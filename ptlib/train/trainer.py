@@ -355,6 +355,7 @@ class Trainer:
                 bar.set_postfix(
                     acc=f"{100 * self.partial['top1'] / tokens_seen:.2f}%",
                     loss=f"{self.partial['loss'] / tokens_seen:.4f}",
+                    refresh=False,  # the bar redraws at its own pace (TQDM_MININTERVAL)
                 )
             if last_of_step and broadcast_flag(stop.requested, self.env, self.device):
                 status = "interrupted"

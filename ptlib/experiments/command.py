@@ -21,7 +21,16 @@ def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
     jobs["memorisation"] = lambda force: trained_captioner(
         "convnext", profile, overrides=train_section.get("memorise_overrides", []),
         tag="memorise", force=force)
+    jobs["efficiency"] = lambda force: _efficiency(profile, force)
     return jobs
+
+
+def _efficiency(profile: course.Profile, force: bool) -> Any:
+    from ptlib.bench.efficiency import efficiency_config, run_efficiency
+
+    config = efficiency_config(profile)
+    return course.run_or_load(f"{profile.name}/efficiency", config,
+                              lambda: run_efficiency(config), force=force)
 
 
 def run(args: argparse.Namespace) -> int:

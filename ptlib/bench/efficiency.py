@@ -59,7 +59,7 @@ PAPER_PRUNE_RATIO: float = 0.3
 """The paper's prune ratio (Table 1), the one its batch-size claim is about."""
 
 PAPER_BATCH_CLAIM: tuple[int, int] = (48, 128)
-"""The paper's claim: largest batch on an RTX 4090 without pruning, and with 30% pruning."""
+"""The paper's largest batch on an RTX 4090 without pruning, and with 30% pruning."""
 
 CARD_GIB: float = 24.0
 """Memory of the card the paper used (RTX 4090), GiB."""

@@ -36,7 +36,7 @@ GIB: int = 2**30
 """Bytes in a GiB."""
 
 FP32_BYTES: int = 4
-"""Bytes of one fp32 number: parameters, gradients and each AdamW moment are fp32."""
+"""Bytes of one fp32 number (parameters, gradients and each AdamW moment are fp32)."""
 
 ADAMW_STATES: int = 2
 """AdamW keeps two fp32 moments (``exp_avg``, ``exp_avg_sq``) per trainable parameter."""

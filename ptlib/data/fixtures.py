@@ -29,7 +29,7 @@ from ptlib.data.shapes import ShapesConfig, generate_shapes_dataset, shapes_path
 from ptlib.data.vocab import tokenize
 
 MIN_FIXTURE_IMAGES = 6
-"""The smallest fixture: 3 ``train2014`` images and one each for restval, val and test."""
+"""The smallest fixture has 3 ``train2014`` images and one each for restval, val and test."""
 
 FIXTURE_YEAR = 2014
 

@@ -19,7 +19,7 @@ encoder                     img_size   stride  grid          N
 ==========================  =========  ======  ============  ======
 
 ConvNeXt's stride-16 tokens are the output of its third stage (384 channels
-for ConvNeXt-T instead of 768 at stride 32): :attr:`VisualEncoder.width`
+for ConvNeXt-T instead of 768 at stride 32): ``VisualEncoder.width``
 reports the width of the tokens actually returned.
 """
 

@@ -56,9 +56,11 @@ def _images_per_second(model, loader, optimizer, steps: int, warmup: int = 2) ->
     return seen / (time.perf_counter() - start)
 
 
-def bench_config(name: str, n_images: int, steps: int, batch_size: int) -> dict[str, Any]:
-    """Measure one run config with its encoder frozen."""
-    config = load_run_config(name, ["model.freeze_encoder=true"])
+def bench_config(
+    name: str, n_images: int, steps: int, batch_size: int, overrides: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Measure one run config with its encoder frozen (``overrides`` as ``--set``)."""
+    config = load_run_config(name, [*overrides, "model.freeze_encoder=true"])
     course.seed_everything(0)
     data = build_run_data(config["data"], splits=("train",))
     dataset = data.datasets["train"]
@@ -80,7 +82,8 @@ def bench_config(name: str, n_images: int, steps: int, batch_size: int) -> dict[
     cached = _images_per_second(wrapped, cached_loader, build_optimizer(model, cfg), steps)
     return {
         "config": name,
-        "encoder": config["model"]["encoder"],
+        "encoder": config["model"]["encoder"] + (
+            f"/s{config['model']['feature_stride']}" if config["model"].get("feature_stride") else ""),
         "img_size": config["model"]["img_size"],
         "images": len(dataset),
         "no_cache_images_per_s": round(plain, 1),
@@ -92,7 +95,8 @@ def bench_config(name: str, n_images: int, steps: int, batch_size: int) -> dict[
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = [bench_config(name, args.images, args.steps, args.batch_size) for name in args.configs]
+    rows = [bench_config(name, args.images, args.steps, args.batch_size, tuple(args.set or ()))
+            for name in args.configs]
     header = (f"{'config':<20}{'encoder':<24}{'no cache img/s':>16}{'cache img/s':>14}"
               f"{'speed-up':>10}{'encode s':>10}{'cache MB':>10}")
     print(header)
@@ -120,5 +124,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--images", type=int, default=512, help="images used (default 512)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per setting (10)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (64)")
+    parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                        help="override a config value for every config, e.g. "
+                        "--set model.encoder=vit_base_patch16_224 (repeatable)")
     parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
     parser.set_defaults(func=run)

@@ -115,7 +115,7 @@ def trained_captioner(
         profile: A profile or its name (default: the active one).
         overrides: ``--set``-style overrides (e.g. ``["train.epochs=3"]``); they
             are part of the cache key.
-        splits: Held-out splits to evaluate.
+        splits: Held-out splits to evaluate (none: train and store only).
         tag: A name suffix for variants (e.g. ``"memorise"``).
         force: Retrain even when a stored result matches.
     """
@@ -141,7 +141,7 @@ def trained_captioner(
         return {
             "checkpoint": str(checkpoint.relative_to(course.results_dir())),
             "history": result.history,
-            "evaluation": evaluate_checkpoint(checkpoint, splits),
+            "evaluation": evaluate_checkpoint(checkpoint, splits) if splits else {},
             "train_minutes": round(minutes, 2),
             "parameters": sum(p.numel() for p in model.parameters()),
         }

@@ -31,6 +31,7 @@ from ptlib.models.pruning import (
     num_kept,
     take_tokens,
 )
+from ptlib.models.repruning import inference_pruning, make_pruner
 
 __all__ = [
     "ENCODER_PRUNE_METHODS",
@@ -56,8 +57,10 @@ __all__ = [
     "causal_allowed",
     "config_from_profile",
     "greedy_decode",
+    "inference_pruning",
     "load_config",
     "load_weights_file",
+    "make_pruner",
     "merge_tokens",
     "num_kept",
     "saved_tensor_bytes",

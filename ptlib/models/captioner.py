@@ -144,6 +144,7 @@ class Captioner(nn.Module):
             img_size=config.img_size,
             feature_stride=config.feature_stride,
             freeze=config.freeze_encoder,
+            encoder_kwargs=config.encoder_kwargs,
         )
         projection = VisualProjection(
             encoder.width,

@@ -32,6 +32,8 @@ class CaptionerConfig:
         feature_stride: Pixels per token (``None``: the encoder's natural stride;
             16 gives ConvNeXt the same 196 tokens as ViT-B/16 at 224 px).
         pretrained: ``False``, ``True``, a timm tag or a local weights file.
+        encoder_kwargs: Extra ``timm.create_model`` arguments that change the encoder's
+            architecture (e.g. ``{"patch_size": 8, "depth": 4}``); ``None`` for timm's.
         freeze_encoder: Freeze the encoder (eval mode, no gradients).
         d_model: Transformer width (Table 1: 512).
         n_encoder_layers: Transformer encoder layers over projected tokens (Table 1: 2).
@@ -56,6 +58,7 @@ class CaptionerConfig:
     img_size: int = 224
     feature_stride: int | None = None
     pretrained: bool | str = False
+    encoder_kwargs: dict[str, Any] | None = None
     freeze_encoder: bool = False
     d_model: int = 512
     n_encoder_layers: int = 2

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -397,7 +398,12 @@ class VisualEncoder(nn.Module):
         )
 
 
-def _create_timm_model(name: str, pretrained: bool | str, img_size: tuple[int, int]) -> nn.Module:
+def _create_timm_model(
+    name: str,
+    pretrained: bool | str,
+    img_size: tuple[int, int],
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
     model_name = name
     use_timm_weights = False
     if isinstance(pretrained, str):
@@ -405,7 +411,8 @@ def _create_timm_model(name: str, pretrained: bool | str, img_size: tuple[int, i
         use_timm_weights = True
     elif pretrained:
         use_timm_weights = True
-    kwargs: dict[str, Any] = {"pretrained": use_timm_weights, "num_classes": 0}
+    kwargs: dict[str, Any] = {**(model_kwargs or {}), "pretrained": use_timm_weights}
+    kwargs["num_classes"] = 0
     try:
         return timm.create_model(model_name, img_size=img_size, **kwargs)
     except TypeError as err:
@@ -421,6 +428,7 @@ def build_encoder(
     img_size: int | tuple[int, int],
     feature_stride: int | None = None,
     freeze: bool = False,
+    encoder_kwargs: Mapping[str, Any] | None = None,
 ) -> VisualEncoder:
     """Build a timm backbone that returns visual tokens.
 
@@ -438,6 +446,10 @@ def build_encoder(
             reduction of an earlier stage (16 = stage 3, 8, 4).
         freeze: Freeze the weights; the encoder then always runs in eval mode and
             builds no autograd graph.
+        encoder_kwargs: Extra keyword arguments for ``timm.create_model`` that change
+            the architecture, e.g. ``{"patch_size": 8, "depth": 4}`` for a ViT with
+            8-px patches and 4 blocks. Such a model no longer matches timm's
+            pretrained weights, so use it with ``pretrained=False``.
 
     Returns:
         A :class:`VisualEncoder`.
@@ -456,7 +468,19 @@ def build_encoder(
     ):
         weights_file = Path(pretrained)
         pretrained = False
-    model = _create_timm_model(name, pretrained, size)
+    if encoder_kwargs:
+        reserved = sorted(set(encoder_kwargs) & {"pretrained", "num_classes", "img_size"})
+        if reserved:
+            raise ValueError(
+                f"build_encoder: encoder_kwargs may not set {reserved}; "
+                "use the pretrained and img_size arguments"
+            )
+        if pretrained is not False:
+            raise ValueError(
+                f"build_encoder: encoder_kwargs {dict(encoder_kwargs)} change {name}'s "
+                "architecture, so its pretrained weights do not fit; use pretrained=False"
+            )
+    model = _create_timm_model(name, pretrained, size, encoder_kwargs)
     if weights_file is not None:
         load_weights_file(model, weights_file)
 

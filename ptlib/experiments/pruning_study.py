@@ -1,0 +1,293 @@
+"""The pruning study (chapter 7): ViT vs ConvNeXt captioners under visual token pruning.
+
+What is measured is set by the profile's ``study`` section
+(``ptlib/configs/profiles.yaml``):
+
+* ``models``: the captioners, each a backbone with run-config overrides (e.g.
+  ConvNeXt stride-16 features), trained **without** pruning, once per seed.
+  Each is then captioned with pruning applied only at inference: every method
+  in ``methods`` (``cls_attention`` only where the encoder has CLS attention) at
+  every ratio in ``ratios``, at the decoder memory (the paper's placement), and
+  for a ViT inside its blocks (``encoder_methods``, first seed only). The
+  ``compositional`` split is scored at ``compositional_ratios``, first seed.
+* ``trained_with``: pruning methods used in training too (at the run config's
+  ratio, 0.3): those captioners are swept over the ratios with their own method.
+
+Each (model, seed) sweep is one stored result under
+``results/<profile>/pruning_study/`` (run-or-load, so ``make results`` resumes
+where it stopped); :func:`pruning_study` gathers them into :class:`StudyResult`
+rows. :mod:`ptlib.experiments.study_report` turns rows into tables, curves and
+sentences.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ptlib import course
+from ptlib.experiments.captioners import TrainedRun, trained_captioner
+from ptlib.experiments.study_eval import STUDY_METRICS, HeldOutSplit, score_pruning
+from ptlib.metrics.captions import CaptionScorer
+
+STUDY_KEYS: tuple[str, ...] = (
+    "ratios", "methods", "encoder_methods", "compositional_ratios", "seeds", "models",
+    "trained_with", "max_images",
+)
+"""Keys of a profile's ``study`` section."""
+
+
+@dataclass(frozen=True)
+class StudyModel:
+    """One captioner of the study.
+
+    Attributes:
+        name: Its label in tables (e.g. ``"convnext_s16"``).
+        backbone: ``"vit"`` or ``"convnext"``.
+        overrides: Run-config overrides (``--set`` form) on top of the course's config.
+        seeds: Training seeds.
+    """
+
+    name: str
+    backbone: str
+    overrides: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass
+class StudyResult:
+    """Every measured cell of the study.
+
+    Attributes:
+        rows: One dict per cell: ``model``, ``backbone``, ``seed``, ``trained_with``
+            (``"none"`` or the method used in training), ``method``, ``placement``,
+            ``ratio``, ``split``, and the metrics of
+            :func:`~ptlib.experiments.study_eval.score_pruning`.
+        models: Model name -> ``{"tokens", "encoder", "train_minutes", ...}`` per seed.
+        settings: The study section the rows were measured with.
+    """
+
+    rows: list[dict[str, Any]]
+    models: dict[str, dict[str, Any]]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def select(self, **conditions: Any) -> list[dict[str, Any]]:
+        """Rows whose fields equal every given value (a tuple/list value: any of them)."""
+        def matches(row: dict[str, Any]) -> bool:
+            for key, want in conditions.items():
+                if isinstance(want, tuple | list):
+                    if row.get(key) not in want:
+                        return False
+                elif row.get(key) != want:
+                    return False
+            return True
+
+        return [row for row in self.rows if matches(row)]
+
+
+def study_settings(profile: course.Profile) -> dict[str, Any]:
+    """The profile's ``study`` section, checked.
+
+    Raises:
+        ValueError: If the profile has no study section, or a key is missing or unknown.
+    """
+    section = profile.section("study")
+    if not section:
+        raise ValueError(f"profile {profile.name!r} has no 'study' section in profiles.yaml")
+    missing = sorted(set(STUDY_KEYS) - set(section))
+    unknown = sorted(set(section) - set(STUDY_KEYS))
+    if missing or unknown:
+        raise ValueError(
+            f"profile {profile.name!r} study section: missing keys {missing}, unknown keys "
+            f"{unknown}; expected {list(STUDY_KEYS)}"
+        )
+    return section
+
+
+def study_profile(profile: course.Profile | str | None = None) -> course.Profile:
+    """The profile whose study to show: the given one, or ``cpu`` if it has no study.
+
+    The study needs the embedded dataset's ground truth (kept-object recall,
+    correctness), so the ``gpu`` profile (COCO) shows the ``cpu`` profile's study.
+    """
+    if not isinstance(profile, course.Profile):
+        profile = course.get_profile(profile)
+    return profile if "study" in profile.settings else course.get_profile("cpu")
+
+
+def study_models(settings: dict[str, Any]) -> list[StudyModel]:
+    """The :class:`StudyModel` list of a study section."""
+    models = []
+    for name, spec in settings["models"].items():
+        seeds = tuple(int(s) for s in spec.get("seeds", settings["seeds"]))
+        models.append(StudyModel(name, spec["backbone"], tuple(spec.get("set", [])), seeds))
+    return models
+
+
+def _sweep_cells(
+    settings: dict[str, Any], *, has_cls: bool, is_vit: bool, first_seed: bool,
+    trained_method: str | None,
+) -> list[tuple[str, str, float, str]]:
+    """``(method, placement, ratio, split)`` cells for one model and seed."""
+    ratios = [float(r) for r in settings["ratios"]]
+    cells: list[tuple[str, str, float, str]] = []
+    if trained_method is not None:  # trained with pruning: sweep its own method
+        return [(trained_method, "memory", r, "test") for r in ratios]
+    cells.append(("none", "memory", 0.0, "test"))
+    methods = [m for m in settings["methods"] if m != "cls_attention" or has_cls]
+    for method in methods:
+        cells += [(method, "memory", r, "test") for r in ratios if r > 0]
+    if is_vit and first_seed:
+        for method in settings["encoder_methods"]:
+            if method != "cls_attention" or has_cls:
+                cells += [(method, "encoder", r, "test") for r in ratios if r > 0]
+    if first_seed:
+        comp = [float(r) for r in settings["compositional_ratios"]]
+        cells.append(("none", "memory", 0.0, "compositional"))
+        for method in methods:
+            cells += [(method, "memory", r, "compositional") for r in comp if r > 0]
+    return cells
+
+
+def _sweep(
+    run: TrainedRun, settings: dict[str, Any], *, first_seed: bool, trained_method: str | None,
+    label: str,
+) -> dict[str, Any]:
+    """Caption and score every cell for one trained captioner."""
+    model, vocab, config = run.load("cpu")
+    model.float().eval()
+    has_cls = model.encoder.has_cls_attention
+    cells = _sweep_cells(settings, has_cls=has_cls, is_vit=model.encoder.kind == "vit",
+                         first_seed=first_seed, trained_method=trained_method)
+    rows = []
+    start = time.perf_counter()
+    with CaptionScorer(STUDY_METRICS) as scorer:
+        splits: dict[str, HeldOutSplit] = {}
+        for method, placement, ratio, split in tqdm(cells, desc=f"pruning study {label}"):
+            if split not in splits:
+                splits[split] = HeldOutSplit.load(config["data"], split, vocab, scorer,
+                                                  max_images=int(settings["max_images"]))
+            scores = score_pruning(model, vocab, splits[split], scorer, ratio=ratio,
+                                   method=method, prune_at=placement)
+            rows.append({"method": method, "placement": placement, "ratio": ratio,
+                         "split": split, **scores})
+    return {
+        "rows": rows,
+        "tokens": model.encoder.num_tokens,
+        "grid": list(model.encoder.grid),
+        "encoder": config["model"]["encoder"],
+        "train_minutes": run.train_minutes,
+        "sweep_minutes": round((time.perf_counter() - start) / 60, 2),
+    }
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """One stored sweep: a trained captioner captioned at every cell."""
+
+    label: str
+    model: str
+    backbone: str
+    seed: int
+    trained_with: str
+    run: Callable[[bool], dict[str, Any]]
+
+
+def _jobs(profile: course.Profile) -> list[_Sweep]:
+    """Every sweep of the study, in run order."""
+    settings = study_settings(profile)
+    jobs = []
+    for spec in study_models(settings):
+        for index, seed in enumerate(spec.seeds):
+            label = f"{spec.name}_s{seed}"
+            overrides = ["model.prune_ratio=0", "model.prune_method=none", f"train.seed={seed}",
+                         *spec.overrides]
+
+            def job(force: bool, spec=spec, overrides=overrides, label=label,
+                    first=index == 0) -> dict[str, Any]:
+                run = trained_captioner(spec.backbone, profile, overrides=overrides,
+                                        tag=f"study_{label}", splits=(), force=force)
+                return _stored_sweep(profile, label, run, settings, first, None, force)
+
+            jobs.append(_Sweep(label, spec.name, spec.backbone, seed, "none", job))
+    for method in settings["trained_with"]:
+        for backbone in dict.fromkeys(spec.backbone for spec in study_models(settings)):
+            label = f"{backbone}_trained_{method}"
+            overrides = [] if method == "norm" else [f"model.prune_method={method}"]
+            tag = "" if method == "norm" else f"study_{label}"
+
+            def job(force: bool, backbone=backbone, overrides=overrides, tag=tag, label=label,
+                    method=method) -> dict[str, Any]:
+                run = trained_captioner(backbone, profile, overrides=overrides, tag=tag,
+                                        splits=() if tag else ("test", "compositional"),
+                                        force=force)
+                return _stored_sweep(profile, label, run, settings, False, method, force)
+
+            jobs.append(_Sweep(label, label, backbone, 0, method, job))
+    return jobs
+
+
+def _stored_sweep(
+    profile: course.Profile, label: str, run: TrainedRun, settings: dict[str, Any],
+    first_seed: bool, trained_method: str | None, force: bool,
+) -> dict[str, Any]:
+    key_config = {"model_run": run.name, "model_config": run.config,
+                  "settings": {k: settings[k] for k in STUDY_KEYS if k != "models"},
+                  "first_seed": first_seed, "trained_method": trained_method}
+    return course.run_or_load(
+        f"{profile.name}/pruning_study/{label}", key_config,
+        lambda: _sweep(run, settings, first_seed=first_seed, trained_method=trained_method,
+                       label=label),
+        force=force,
+    )
+
+
+def study_labels(profile: course.Profile | str | None = None) -> list[str]:
+    """The names of the study's sweeps, in run order."""
+    if not isinstance(profile, course.Profile):
+        profile = course.get_profile(profile)
+    return [sweep.label for sweep in _jobs(profile)]
+
+
+def pruning_study(
+    profile: course.Profile | str | None = None,
+    *,
+    only: Sequence[str] | None = None,
+    force: bool = False,
+) -> StudyResult:
+    """Run (or load) the pruning study and gather its rows.
+
+    Args:
+        profile: A profile or its name (default: the active one).
+        only: Run only these sweeps (see :func:`study_labels`); the others are
+            left out of the result.
+        force: Retrain and re-measure even stored results.
+    """
+    if not isinstance(profile, course.Profile):
+        profile = course.get_profile(profile)
+    torch.manual_seed(profile.seed)
+    settings = study_settings(profile)
+    sweeps = _jobs(profile)
+    unknown = sorted(set(only or ()) - {sweep.label for sweep in sweeps})
+    if unknown:
+        raise ValueError(f"only={unknown}: the study's sweeps are {[s.label for s in sweeps]}")
+    rows: list[dict[str, Any]] = []
+    models: dict[str, dict[str, Any]] = {}
+    for sweep in sweeps:
+        if only is not None and sweep.label not in only:
+            continue
+        stored = sweep.run(force)
+        info = {k: v for k, v in stored.items() if k != "rows"}
+        entry = models.setdefault(sweep.model, {
+            "backbone": sweep.backbone, "tokens": stored["tokens"], "grid": stored["grid"],
+            "encoder": stored["encoder"], "trained_with": sweep.trained_with, "runs": {}})
+        entry["runs"][sweep.seed] = info
+        for row in stored["rows"]:
+            rows.append({"model": sweep.model, "backbone": sweep.backbone, "seed": sweep.seed,
+                         "trained_with": sweep.trained_with, **row})
+    return StudyResult(rows=rows, models=models, settings=dict(settings))

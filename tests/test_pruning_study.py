@@ -1,0 +1,215 @@
+"""The pruning study's parts: kept-object recall, inference-time pruning, the report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ptlib import course
+from ptlib.experiments import study_report as report
+from ptlib.experiments.pruning_study import (
+    StudyResult,
+    _sweep_cells,
+    study_models,
+    study_profile,
+    study_settings,
+)
+from ptlib.metrics.correctness import SceneTruth, TrueObject
+from ptlib.metrics.kept_objects import cell_object_area, kept_object_recall
+from ptlib.models import Captioner, CaptionerConfig, inference_pruning, make_pruner
+
+
+def _scene(*boxes: tuple[float, float, float, float], side: int = 64) -> SceneTruth:
+    objects = tuple(
+        TrueObject("circle", "red", "small", box, (box[0] + box[2] / 2, box[1] + box[3] / 2))
+        for box in boxes
+    )
+    return SceneTruth(image_id=1, width=side, height=side, objects=objects)
+
+
+# ----------------------------------------------------------------------------- kept objects
+
+
+def test_cell_object_area_splits_a_box_over_the_cells_it_covers() -> None:
+    # 4x4 grid of 16-px cells; a 16x16 box at (8, 8) covers a quarter of cells 0, 1, 4, 5.
+    area = cell_object_area(_scene((8, 8, 16, 16)), (4, 4))
+    assert area.shape == (16,)
+    assert area.sum() == pytest.approx(256)
+    np.testing.assert_allclose(area[[0, 1, 4, 5]], 64)
+    assert area[[2, 3, 6, 7, 8]].sum() == 0
+
+
+def test_kept_object_recall_counts_kept_area_and_duplicates_once() -> None:
+    area = cell_object_area(_scene((8, 8, 16, 16), (48, 48, 16, 16)), (4, 4))
+    assert kept_object_recall(area, list(range(16))) == pytest.approx(1.0)
+    assert kept_object_recall(area, [0, 0, 1]) == pytest.approx(128 / 512)
+    assert kept_object_recall(area, [15]) == pytest.approx(256 / 512)
+    assert kept_object_recall(area, [2, 3]) == 0.0
+    assert kept_object_recall(cell_object_area(_scene(), (4, 4)), [0]) is None
+
+
+def test_kept_object_recall_rejects_indices_outside_the_grid() -> None:
+    area = cell_object_area(_scene((0, 0, 8, 8)), (2, 2))
+    with pytest.raises(ValueError, match=r"kept_indices must lie in \[0, 4\)"):
+        kept_object_recall(area, [4])
+
+
+# ----------------------------------------------------------------------- inference pruning
+
+
+def _captioner(encoder: str = "vit_tiny_patch16_224", method: str = "norm") -> Captioner:
+    torch.manual_seed(0)
+    config = CaptionerConfig(encoder=encoder, img_size=64, d_model=32, ff_dim=64, vocab_size=20,
+                             max_len=8, n_encoder_layers=0, prune_ratio=0.25, prune_method=method)
+    return Captioner.from_config(config).eval()
+
+
+def test_inference_pruning_swaps_the_pruner_and_restores_it() -> None:
+    model = _captioner()
+    trained = model.pruner
+    images = torch.randn(2, 3, 64, 64)
+    with inference_pruning(model, 0.5, "random", "encoder") as pruned:
+        assert pruned.pruner is not trained
+        assert pruned.num_memory_tokens == 8
+        kept = pruned.generate(images).kept_indices
+        assert kept.shape == (2, 8)
+    assert model.pruner is trained
+    assert model.generate(images).kept_indices.shape == (2, 12)
+
+
+def test_inference_pruning_restores_the_pruner_after_an_error() -> None:
+    model = _captioner()
+    trained = model.pruner
+    with pytest.raises(RuntimeError), inference_pruning(model, 0.5, "merge"):
+        raise RuntimeError("boom")
+    assert model.pruner is trained
+
+
+def test_ratio_zero_means_no_pruning() -> None:
+    model = _captioner()
+    assert make_pruner(model, 0.0, "merge").method == "none"
+    with inference_pruning(model, 0.0) as pruned:
+        assert pruned.num_memory_tokens == model.encoder.num_tokens
+
+
+def test_learned_pruning_needs_a_trained_scorer_and_reuses_it() -> None:
+    with pytest.raises(ValueError, match="trained with method 'norm'"):
+        make_pruner(_captioner(), 0.5, "learned")
+    model = _captioner(method="learned")
+    pruner = make_pruner(model, 0.5)
+    assert pruner.method == "learned" and pruner.scorer is model.pruner.scorer
+    with pytest.raises(ValueError, match="prune_at='memory'"):
+        make_pruner(model, 0.5, "learned", "encoder")
+
+
+def test_inference_pruning_rejects_what_the_encoder_cannot_do() -> None:
+    model = _captioner("convnext_atto")
+    with pytest.raises(ValueError, match="class token"), inference_pruning(model, 0.5, "cls_attention"):
+        pass
+    with pytest.raises(ValueError, match="needs a ViT"), inference_pruning(model, 0.5, "norm", "encoder"):
+        pass
+    assert model.pruner.method == "norm"
+
+
+# --------------------------------------------------------------------------- settings/cells
+
+
+def test_every_profile_with_a_study_has_valid_settings() -> None:
+    for name in ("ci", "cpu"):
+        settings = study_settings(course.get_profile(name))
+        models = study_models(settings)
+        assert {m.backbone for m in models} == {"vit", "convnext"}
+        assert all(m.seeds for m in models)
+    assert study_profile("gpu").name == "cpu"
+    assert study_profile("ci").name == "ci"
+
+
+def test_study_settings_name_missing_and_unknown_keys() -> None:
+    profile = course.Profile(name="x", description="", seed=0,
+                             settings={"study": {"ratios": [0.0], "colour": 1}})
+    with pytest.raises(ValueError, match=r"missing keys \[.*'methods'.*unknown keys \['colour'\]"):
+        study_settings(profile)
+
+
+def test_sweep_cells_cover_the_grid() -> None:
+    settings = study_settings(course.get_profile("cpu"))
+    n_ratios = len([r for r in settings["ratios"] if r > 0])
+    vit = _sweep_cells(settings, has_cls=True, is_vit=True, first_seed=True, trained_method=None)
+    memory = [c for c in vit if c[1] == "memory" and c[3] == "test"]
+    assert len(memory) == 1 + len(settings["methods"]) * n_ratios
+    encoder = [c for c in vit if c[1] == "encoder"]
+    assert len(encoder) == len(settings["encoder_methods"]) * n_ratios
+    assert len(set(vit)) == len(vit)
+    convnext = _sweep_cells(settings, has_cls=False, is_vit=False, first_seed=False,
+                            trained_method=None)
+    assert all(c[0] != "cls_attention" and c[1] == "memory" and c[3] == "test" for c in convnext)
+    trained = _sweep_cells(settings, has_cls=False, is_vit=False, first_seed=False,
+                           trained_method="norm")
+    assert [c[2] for c in trained] == [float(r) for r in settings["ratios"]]
+
+
+# ----------------------------------------------------------------------------------- report
+
+
+def _row(model, seed, method, ratio, cider, exact=0.5, trained="none", backbone=None):
+    return {"model": model, "backbone": backbone or model.split("_")[0], "seed": seed,
+            "trained_with": trained, "method": method, "placement": "memory", "ratio": ratio,
+            "split": "test", "cider": cider, "exact_set": exact, "tokens_kept": 10}
+
+
+def _fake_study() -> StudyResult:
+    rows = []
+    for seed, noise in ((0, 0.0), (1, 0.1)):
+        rows += [_row("vit", seed, "none", 0.0, 2.0 + noise)]
+        rows += [_row("vit", seed, "norm", r, 2.0 + noise - 2 * r) for r in (0.3, 0.7)]
+        rows += [_row("vit", seed, "merge", r, 2.0 + noise - r / 10) for r in (0.3, 0.7)]
+        rows += [_row("convnext", seed, "none", 0.0, 3.0 + noise)]
+        rows += [_row("convnext", seed, "norm", r, 3.0 + noise - r) for r in (0.3, 0.7)]
+    rows += [_row("vit_trained_norm", 0, "norm", r, c, trained="norm", backbone="vit")
+             for r, c in ((0.0, 1.0), (0.3, 1.9), (0.7, 0.2))]
+    models = {
+        "vit": {"backbone": "vit", "tokens": 10, "trained_with": "none", "runs": {0: {}, 1: {}}},
+        "convnext": {"backbone": "convnext", "tokens": 10, "trained_with": "none",
+                     "runs": {0: {}, 1: {}}},
+        "vit_trained_norm": {"backbone": "vit", "tokens": 10, "trained_with": "norm",
+                             "runs": {0: {}}},
+    }
+    return StudyResult(rows=rows, models=models)
+
+
+def test_curve_averages_seeds_and_keeps_the_spread() -> None:
+    points = report.curve(_fake_study(), "vit", "norm")
+    assert [p.ratio for p in points] == [0.0, 0.3, 0.7]
+    assert points[0].mean == pytest.approx(2.05)
+    assert (points[1].low, points[1].high) == pytest.approx((1.4, 1.5))
+    assert all(p.n_seeds == 2 for p in points)
+
+
+def test_best_method_first_drop_and_headline() -> None:
+    study = _fake_study()
+    assert report.best_method(study, "vit") == "merge"
+    assert report.first_drop(report.curve(study, "vit", "norm")) == pytest.approx(0.3)
+    assert report.first_drop(report.curve(study, "vit", "merge")) is None
+    table = report.headline_table(study, ratios=(0.0, 0.7))
+    assert [row["model"] for row in table] == ["vit", "convnext"]
+    assert table[0]["cider@0.7"] == pytest.approx(2.05 - 0.07)
+
+
+def test_conclusions_are_computed_from_the_rows() -> None:
+    sentences = report.conclusions(_fake_study())
+    ranking = next(s for s in sentences if s.startswith("On CIDEr-D"))
+    assert "vit degrades least and convnext most" in ranking  # merge keeps 98%, norm 80%
+    assert any("vit with merge pruning: CIDEr-D never falls" in s for s in sentences)
+    assert any("convnext with norm pruning: CIDEr-D first falls" in s and "ratio 0.3" in s
+               for s in sentences)
+    assert any("Best scorer for vit" in s and "merge; worst: norm" in s for s in sentences)
+    trained = next(s for s in sentences if s.startswith("vit: the model trained with norm"))
+    assert "at 1 of 2 pruned ratios" in trained  # 1.9 > 1.4 at 0.3; 0.2 < 0.6 at 0.7
+
+
+def test_rows_csv_has_one_line_per_row() -> None:
+    study = _fake_study()
+    text = report.rows_csv(study)
+    assert len(text.strip().splitlines()) == len(study.rows) + 1
+    assert text.splitlines()[0].startswith("model,backbone,seed")

@@ -22,6 +22,10 @@ def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
         "convnext", profile, overrides=train_section.get("memorise_overrides", []),
         tag="memorise", force=force)
     jobs["efficiency"] = lambda force: _efficiency(profile, force)
+    if profile.section("data").get("dataset", "shapes") == "shapes":  # needs object boxes
+        from ptlib.experiments.grounding import grounding_study
+
+        jobs["grounding"] = lambda force: grounding_study(profile, force=force)
     return jobs
 
 

@@ -10,6 +10,8 @@
 * :mod:`~ptlib.metrics.correctness`: what a shapes caption names against the image's
   objects (exact object set, per-attribute accuracy, hallucination, repetition, relations).
 * :mod:`~ptlib.metrics.confusion`: shape and colour confusion matrices over matched objects.
+* :mod:`~ptlib.metrics.grounding`: the pointing game (does the attention peak of a
+  generated shape word fall on an object of that shape?) beside its chance rate.
 """
 
 from ptlib.metrics.accuracy import TokenAccuracy, token_accuracy, token_accuracy_counts
@@ -33,6 +35,13 @@ from ptlib.metrics.correctness import (
     parse_model_caption,
     score_correctness,
 )
+from ptlib.metrics.grounding import (
+    PointingGame,
+    PointingTrial,
+    generated_words,
+    point_caption,
+    pointing_game,
+)
 from ptlib.metrics.references import (
     most_frequent_caption_baseline,
     reference_agreement,
@@ -48,10 +57,13 @@ __all__ = [
     "CaptionJudgement",
     "CaptionScorer",
     "ParsedCaption",
+    "PointingGame",
+    "PointingTrial",
     "SceneTruth",
     "TokenAccuracy",
     "TrueObject",
     "colour_confusion_matrix",
+    "generated_words",
     "java_available",
     "judge_caption",
     "judge_captions",
@@ -60,6 +72,8 @@ __all__ = [
     "metrics_path_for",
     "most_frequent_caption_baseline",
     "parse_model_caption",
+    "point_caption",
+    "pointing_game",
     "python_tokenize",
     "read_metrics",
     "read_results",

@@ -1,0 +1,94 @@
+"""The stored grounding experiment under the ci profile.
+
+Training the ci captioners (with their full evaluation) takes tens of seconds
+each, so ``trained_captioner`` is replaced by one that stores an untrained ci
+captioner whose output bias makes it write "circle" at every step. The
+pointing-game counts are then known exactly from the test split's objects.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ptlib import course
+from ptlib.experiments import TrainedRun, config_name
+from ptlib.experiments import grounding as grounding_module
+from ptlib.experiments.command import _experiments
+from ptlib.experiments.grounding import grounding_study
+from ptlib.metrics import load_ground_truth
+from ptlib.models import num_kept
+from ptlib.train.checkpoint import save_checkpoint
+from ptlib.train.data import build_run_data, instances_path
+from ptlib.train.run import build_model
+from ptlib.train.runconfig import load_run_config
+
+
+def _circle_captioner(backbone: str, profile: course.Profile, **_: object) -> TrainedRun:
+    """An untrained ci captioner that always says "circle", stored like a trained one."""
+    name = config_name(backbone, profile)
+    config = load_run_config(name)
+    vocab = build_run_data(config["data"], splits=("test",)).vocab
+    torch.manual_seed(0)
+    model = build_model(config["model"], vocab)
+    with torch.no_grad():
+        model.decoder.head.bias[vocab.stoi["circle"]] = 1e4
+    checkpoint = course.results_dir() / profile.name / "checkpoints" / f"{name}-fake.pt"
+    save_checkpoint(checkpoint, {"model": model.state_dict(), "vocab": vocab.to_json(),
+                                 "run_config": config, "epoch": 0, "history": []})
+    return TrainedRun(name, config, checkpoint, [], {}, 0.0,
+                      sum(p.numel() for p in model.parameters()))
+
+
+@pytest.fixture
+def circle_runs(isolated_dirs, monkeypatch):
+    monkeypatch.setattr(grounding_module, "trained_captioner", _circle_captioner)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: extra threads only contend with other jobs
+    yield isolated_dirs
+    torch.set_num_threads(threads)
+
+
+def test_grounding_study_scores_every_ratio_then_loads(circle_runs, monkeypatch):
+    profile = course.get_profile("ci")
+    result = grounding_study(profile)
+    ratios = [float(r) for r in profile.section("model")["prune_ratios"]]
+    assert result["ratios"] == ratios and result["split"] == "test"
+    assert set(result["backbones"]) == {"vit", "convnext"}
+
+    config = load_run_config(config_name("vit", profile))
+    data = build_run_data(config["data"], splits=("test",))
+    truth = load_ground_truth(instances_path(data, "test"))
+    with_circle = sum(any(o.shape == "circle" for o in t.objects) for t in truth.values())
+    assert 0 < with_circle < len(truth)
+    steps = config["model"]["max_len"] - 1  # the captioner never stops: "circle" every step
+
+    for backbone, entry in result["backbones"].items():
+        assert [row["ratio"] for row in entry["results"]] == ratios
+        assert entry["grid"][0] * entry["grid"][1] == entry["tokens"]
+        for row in entry["results"]:
+            assert row["kept_tokens"] == num_kept(entry["tokens"], row["ratio"]), backbone
+            assert row["method"] == ("none" if row["ratio"] == 0 else entry["trained_method"])
+            assert row["n_captions"] == len(truth) and row["n_without_shape_word"] == 0
+            assert row["n_shape_words"] == len(truth) * steps
+            assert row["n_scored"] == with_circle * steps
+            assert row["n_absent"] == (len(truth) - with_circle) * steps
+            assert row["per_shape"]["circle"]["scored"] == row["n_scored"]
+            assert row["per_shape"]["square"]["scored"] == 0
+            assert row["rate"] == pytest.approx(row["hits"] / row["n_scored"])
+            assert 0.0 < row["chance_rate"] < 1.0
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("a stored grounding result must be loaded, not recomputed")
+
+    monkeypatch.setattr(grounding_module, "score_pointing", no_scoring)
+    assert grounding_study(profile) == result
+    with pytest.raises(AssertionError, match="must be loaded"):
+        grounding_study(profile, ratios=[0.0, 0.9])  # another config is computed
+
+
+def test_grounding_is_a_results_job_only_where_there_are_boxes():
+    assert "grounding" in _experiments(course.get_profile("ci"))
+    assert "grounding" not in _experiments(course.get_profile("gpu"))
+    with pytest.raises(ValueError, match="shapes dataset"):
+        grounding_study("gpu")

@@ -101,9 +101,9 @@ def grounding_study(
             themselves are loaded, not retrained).
 
     Returns:
-        ``{"split", "ratios", "backbones": {backbone: {"run", "encoder", "grid",
-        "tokens", "trained_method", "results": [one :func:`score_pointing` dict
-        per ratio]}}}``.
+        A dict with ``split``, ``ratios`` and ``backbones``: for each backbone its
+        ``run``, ``encoder``, ``grid``, ``tokens``, ``trained_method`` and
+        ``results``, a list with one :func:`score_pointing` dict per ratio.
 
     Raises:
         ValueError: If the profile's data is not the shapes dataset (no object boxes).

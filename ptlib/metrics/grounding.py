@@ -314,7 +314,7 @@ class PointingGame:
             kept-token pointer's expected rate over the same trials),
             ``n_unreachable`` (scored trials no kept cell centre can hit) and
             ``per_shape``: shape -> ``{scored, hits, rate, chance_rate}``;
-            ``per_size``: the same by :attr:`PointingTrial.target_size`
+            ``per_size``: the same by the trials' ``target_size`` (:class:`PointingTrial`)
             (``small``, ``large``, ``mixed``).
             Rates are ``None`` when nothing was scored.
         """

@@ -185,7 +185,8 @@ def demo_view(
     Args:
         models: Backbone -> ``(captioner, vocabulary)``.
         dataset: The split the index picks from (eval mode).
-        truth: That split's objects (image id -> :class:`SceneTruth`), or ``None``.
+        truth: That split's objects (image id ->
+            :class:`~ptlib.metrics.correctness.SceneTruth`), or ``None``.
         index: Which image of ``dataset``.
         backbone: A key of ``models``.
         method: Pruning method; a method the backbone cannot run is refused.

@@ -63,6 +63,18 @@ def test_train_items_pick_a_reproducible_reference_per_epoch(shapes_root, vocab)
     assert [other_seed.reference_index(i) for i in range(len(again))] != choices[3]
 
 
+def test_train_reference_first_fixes_one_target_caption_per_image(shapes_root, vocab):
+    dataset = _dataset(shapes_root, vocab, seed=1, train_reference="first")
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        assert {dataset.reference_index(i) for i in range(len(dataset))} == {0}
+    item = dataset[0]
+    assert vocab.decode(item.tokens) == " ".join(
+        vocab.decode(vocab.encode(item.references[0])).split())
+    with pytest.raises(ValueError, match="train_reference must be 'random' or 'first'"):
+        _dataset(shapes_root, vocab, train_reference="last")
+
+
 def test_eval_items_use_the_first_reference_and_carry_all(shapes_root, vocab):
     dataset = _dataset(shapes_root, vocab, mode="eval")
     for epoch in (0, 5):

@@ -152,6 +152,9 @@ class CaptionDataset(Dataset):
         img_size: Input side for the default transform.
         mode: ``"train"`` (a random reference per image and epoch) or
             ``"eval"`` (the first reference).
+        train_reference: In ``"train"`` mode, ``"random"`` (a reference drawn per
+            image and epoch) or ``"first"`` (always the first: one fixed target
+            caption per image, which a model can memorise word for word).
         max_len: Truncate token sequences to this many ids (``<bos>``/``<eos>`` included).
         seed: Seeds the choice of reference (with the epoch and the image id).
         on_bad_image: ``"raise"`` or ``"skip"`` (see the module docstring).
@@ -180,6 +183,7 @@ class CaptionDataset(Dataset):
         transform: Callable | None = None,
         img_size: int | None = None,
         mode: Literal["train", "eval"] = "train",
+        train_reference: Literal["random", "first"] = "random",
         max_len: int | None = None,
         seed: int = 0,
         on_bad_image: BadImagePolicy = "raise",
@@ -188,6 +192,11 @@ class CaptionDataset(Dataset):
     ) -> None:
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        if train_reference not in ("random", "first"):
+            raise ValueError(
+                f"train_reference must be 'random' or 'first', got {train_reference!r}"
+            )
+        self.train_reference = train_reference
         if on_bad_image not in ("raise", "skip"):
             raise ValueError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
         if transform is None:
@@ -258,7 +267,7 @@ class CaptionDataset(Dataset):
     def reference_index(self, index: int) -> int:
         """Which reference of item ``index`` the current epoch uses."""
         record = self.records[index]
-        if self.mode == "eval" or len(record.captions) == 1:
+        if self.mode == "eval" or self.train_reference == "first" or len(record.captions) == 1:
             return 0
         rng = np.random.default_rng([self.seed, self.epoch, record.image_id])
         return int(rng.integers(len(record.captions)))

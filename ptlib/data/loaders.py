@@ -122,6 +122,7 @@ def build_caption_data(
             vocab,
             img_size=img_size,
             mode="train" if split == "train" else "eval",
+            train_reference=section.get("train_reference", "random"),
             max_len=max_len,
             seed=seed,
             on_bad_image=on_bad_image,

@@ -22,6 +22,12 @@ def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
         "convnext", profile, overrides=train_section.get("memorise_overrides", []),
         tag="memorise", force=force)
     jobs["efficiency"] = lambda force: _efficiency(profile, force)
+    if "study" in profile.settings:
+        from ptlib.experiments.pruning_study import pruning_study, study_labels
+
+        for label in study_labels(profile):
+            jobs[f"study-{label}"] = lambda force, only=label: pruning_study(
+                profile, only=[only], force=force)
     if profile.section("data").get("dataset", "shapes") == "shapes":  # needs object boxes
         from ptlib.experiments.grounding import grounding_study
 
@@ -40,6 +46,9 @@ def _efficiency(profile: course.Profile, force: bool) -> Any:
 def run(args: argparse.Namespace) -> int:
     profile = course.get_profile(args.profile)
     jobs = _experiments(profile)
+    if args.list:
+        print("\n".join(jobs))
+        return 0
     unknown = sorted(set(args.only or []) - set(jobs))
     if unknown:
         raise ValueError(f"--only {unknown}: experiments are {', '.join(jobs)}")
@@ -67,4 +76,5 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--profile", help="ci, cpu or gpu (default: PTLIB_PROFILE or cpu/gpu)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
     parser.add_argument("--force", action="store_true", help="rerun even stored experiments")
+    parser.add_argument("--list", action="store_true", help="print the experiment names and exit")
     parser.set_defaults(func=run)

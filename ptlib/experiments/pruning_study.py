@@ -11,11 +11,15 @@ What is measured is set by the profile's ``study`` section
   for a ViT inside its blocks (``encoder_methods``, first seed only). The
   ``compositional`` split is scored at ``compositional_ratios``, first seed.
 * ``trained_with``: pruning methods used in training too (at the run config's
-  ratio, 0.3): those captioners are swept over the ratios with their own method.
+  ratio, 0.3), each trained like the backbone's first study model (same
+  overrides, same budget): those captioners are swept over the ratios with their
+  own method. Without overrides, the run config's own method is the course
+  captioner of chapters 5 and 6 itself.
 
 Each (model, seed) sweep is one stored result under
 ``results/<profile>/pruning_study/`` (run-or-load, so ``make results`` resumes
-where it stopped); :func:`pruning_study` gathers them into :class:`StudyResult`
+where it stopped; a stored sweep loads without its captioner's checkpoint, so the
+study's checkpoints are not committed); :func:`pruning_study` gathers them into :class:`StudyResult`
 rows. :mod:`ptlib.experiments.study_report` turns rows into tables, curves and
 sentences.
 """
@@ -31,13 +35,18 @@ import torch
 from tqdm.auto import tqdm
 
 from ptlib import course
-from ptlib.experiments.captioners import TrainedRun, trained_captioner
+from ptlib.experiments.captioners import TrainedRun, config_name, trained_captioner
 from ptlib.experiments.study_eval import STUDY_METRICS, HeldOutSplit, score_pruning
 from ptlib.metrics.captions import CaptionScorer
+from ptlib.train.runconfig import load_run_config
+
+SWEEP_METRICS_VERSION = 2
+"""Bumped when :func:`~ptlib.experiments.study_eval.score_pruning` reports new fields,
+so stored sweeps without them are measured again."""
 
 STUDY_KEYS: tuple[str, ...] = (
     "ratios", "methods", "encoder_methods", "compositional_ratios", "seeds", "models",
-    "trained_with", "max_images",
+    "trained_with", "max_images", "tokenizer",
 )
 """Keys of a profile's ``study`` section."""
 
@@ -166,7 +175,7 @@ def _sweep(
                          first_seed=first_seed, trained_method=trained_method)
     rows = []
     start = time.perf_counter()
-    with CaptionScorer(STUDY_METRICS) as scorer:
+    with CaptionScorer(STUDY_METRICS, tokenizer=settings["tokenizer"]) as scorer:
         splits: dict[str, HeldOutSplit] = {}
         for method, placement, ratio, split in tqdm(cells, desc=f"pruning study {label}"):
             if split not in splits:
@@ -207,44 +216,59 @@ def _jobs(profile: course.Profile) -> list[_Sweep]:
             label = f"{spec.name}_s{seed}"
             overrides = ["model.prune_ratio=0", "model.prune_method=none", f"train.seed={seed}",
                          *spec.overrides]
-
-            def job(force: bool, spec=spec, overrides=overrides, label=label,
-                    first=index == 0) -> dict[str, Any]:
-                run = trained_captioner(spec.backbone, profile, overrides=overrides,
-                                        tag=f"study_{label}", splits=(), force=force)
-                return _stored_sweep(profile, label, run, settings, first, None, force)
-
+            job = _stored_sweep(profile, label, settings, spec.backbone, overrides,
+                                tag=f"study_{label}", splits=(), first_seed=index == 0,
+                                trained_method=None)
             jobs.append(_Sweep(label, spec.name, spec.backbone, seed, "none", job))
     for method in settings["trained_with"]:
-        for backbone in dict.fromkeys(spec.backbone for spec in study_models(settings)):
+        for backbone, spec in {s.backbone: s for s in reversed(study_models(settings))}.items():
+            # Trained like the backbone's first study model, with pruning on; with no
+            # overrides and the run config's own method that is the course captioner.
             label = f"{backbone}_trained_{method}"
-            overrides = [] if method == "norm" else [f"model.prune_method={method}"]
-            tag = "" if method == "norm" else f"study_{label}"
-
-            def job(force: bool, backbone=backbone, overrides=overrides, tag=tag, label=label,
-                    method=method) -> dict[str, Any]:
-                run = trained_captioner(backbone, profile, overrides=overrides, tag=tag,
-                                        splits=() if tag else ("test", "compositional"),
-                                        force=force)
-                return _stored_sweep(profile, label, run, settings, False, method, force)
-
+            own = not spec.overrides and method == load_run_config(
+                config_name(backbone, profile))["model"]["prune_method"]
+            if own:
+                job = _stored_sweep(profile, label, settings, backbone, [], tag="",
+                                    splits=("test", "compositional"), first_seed=False,
+                                    trained_method=method)
+            else:
+                job = _stored_sweep(profile, label, settings, backbone,
+                                    [*spec.overrides, f"model.prune_method={method}"],
+                                    tag=f"study_{label}", splits=(), first_seed=False,
+                                    trained_method=method)
             jobs.append(_Sweep(label, label, backbone, 0, method, job))
     return jobs
 
 
 def _stored_sweep(
-    profile: course.Profile, label: str, run: TrainedRun, settings: dict[str, Any],
-    first_seed: bool, trained_method: str | None, force: bool,
-) -> dict[str, Any]:
-    key_config = {"model_run": run.name, "model_config": run.config,
+    profile: course.Profile, label: str, settings: dict[str, Any], backbone: str,
+    overrides: list[str], *, tag: str, splits: tuple[str, ...], first_seed: bool,
+    trained_method: str | None,
+) -> Callable[[bool], dict[str, Any]]:
+    """``run(force)``: load the stored sweep, or train (or load) the captioner and sweep it.
+
+    The key is known before training (the run config and the settings), so a stored
+    sweep loads without its captioner's checkpoint: the study's checkpoints need not
+    be kept.
+    """
+    name = config_name(backbone, profile)
+    key_config = {"model_run": name + (f"_{tag}" if tag else ""),
+                  "model_config": load_run_config(name, overrides),
                   "settings": {k: settings[k] for k in STUDY_KEYS if k != "models"},
-                  "first_seed": first_seed, "trained_method": trained_method}
-    return course.run_or_load(
-        f"{profile.name}/pruning_study/{label}", key_config,
-        lambda: _sweep(run, settings, first_seed=first_seed, trained_method=trained_method,
-                       label=label),
-        force=force,
-    )
+                  "first_seed": first_seed, "trained_method": trained_method,
+                  "metrics": SWEEP_METRICS_VERSION}
+
+    def compute(force: bool) -> dict[str, Any]:
+        run = trained_captioner(backbone, profile, overrides=overrides, tag=tag, splits=splits,
+                                force=force)
+        return _sweep(run, settings, first_seed=first_seed, trained_method=trained_method,
+                      label=label)
+
+    def run(force: bool) -> dict[str, Any]:
+        return course.run_or_load(f"{profile.name}/pruning_study/{label}", key_config,
+                                  lambda: compute(force), force=force)
+
+    return run
 
 
 def study_labels(profile: course.Profile | str | None = None) -> list[str]:

@@ -110,8 +110,8 @@ def score_pruning(
 
     Returns:
         ``tokens_kept`` (visual tokens the decoder attends to), ``cider``,
-        ``bleu4``, ``exact_set``, ``shape_accuracy``, ``colour_accuracy``,
-        ``hallucination_rate``, ``n_unparseable``, ``kept_object_recall`` (mean
+        ``bleu4``, ``exact_set``, ``shape/colour/size/count_accuracy``,
+        ``hallucination_rate``, ``repetition_rate``, ``relation_accuracy``, ``n_unparseable``, ``kept_object_recall`` (mean
         over images with objects) and ``n_images``.
     """
     model.eval()
@@ -145,7 +145,11 @@ def score_pruning(
         "exact_set": correct["exact_set_accuracy"],
         "shape_accuracy": attributes.get("shape"),
         "colour_accuracy": attributes.get("colour"),
+        "size_accuracy": attributes.get("size"),
+        "count_accuracy": attributes.get("count"),
         "hallucination_rate": correct["hallucination_rate"],
+        "repetition_rate": correct["repetition_rate"],
+        "relation_accuracy": correct["relation_accuracy"],
         "n_unparseable": correct["n_unparseable"],
         "kept_object_recall": float(np.mean(recalls)) if recalls else None,
         "n_images": len(predictions),

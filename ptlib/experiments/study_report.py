@@ -72,7 +72,7 @@ def curve(
             by_ratio.setdefault(row["ratio"], []).append(row)
     points = []
     for ratio in sorted(by_ratio):
-        values = [r[metric] for r in by_ratio[ratio] if r[metric] is not None]
+        values = [r[metric] for r in by_ratio[ratio] if r.get(metric) is not None]
         if not values:
             continue
         points.append(CurvePoint(ratio, statistics.fmean(values), min(values), max(values),

@@ -5,6 +5,9 @@ the decoder can no longer see the pixels under them. Kept-object recall is the
 fraction of the ground-truth objects' box area that lies under kept cells: 1.0
 means every object is still fully visible, 0.5 that half of their area is gone.
 Boxes stand in for the objects' exact outlines (a shape fills part of its box).
+For token merging the kept cells are the merge targets; the merged-away tokens are
+averaged into them, so their content is diluted, not gone, and the recall
+understates what the decoder still sees.
 """
 
 from __future__ import annotations

@@ -208,6 +208,17 @@ def test_conclusions_are_computed_from_the_rows() -> None:
     assert "at 1 of 2 pruned ratios" in trained  # 1.9 > 1.4 at 0.3; 0.2 < 0.6 at 0.7
 
 
+def test_conclusions_compare_kept_object_recall_with_quality() -> None:
+    study = _fake_study()
+    for row in study.rows:
+        row["kept_object_recall"] = 1.0 if row["ratio"] == 0 else (
+            0.9 if row["method"] == "norm" else 0.5)
+    sentences = report.conclusions(study)
+    vit = next(s for s in sentences if s.startswith("For vit, the scorer"))
+    assert "(norm, 90% kept-object recall" in vit
+    assert "is not the one that keeps the most CIDEr-D (merge)" in vit
+
+
 def test_rows_csv_has_one_line_per_row() -> None:
     study = _fake_study()
     text = report.rows_csv(study)

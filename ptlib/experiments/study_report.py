@@ -235,6 +235,20 @@ def conclusions(result: StudyResult) -> list[str]:
         if len(order) >= 2:
             sentences.append(f"Best scorer for {model} (mean CIDEr-D over pruned ratios): "
                              f"{order[0]}; worst: {order[-1]}.")
+    for model in inference_models:
+        methods = methods_of(result, model)
+        recall = {m: mean_retention(curve(result, model, m, "kept_object_recall")) for m in methods}
+        quality = {m: mean_retention(curve(result, model, m)) for m in methods}
+        recall = {m: v for m, v in recall.items() if v is not None}
+        if len(recall) >= 2 and all(quality.get(m) is not None for m in recall):
+            keeps = max(recall, key=recall.__getitem__)
+            writes = max(recall, key=lambda m: quality[m])
+            verdict = ("is also the one that keeps the most CIDEr-D" if keeps == writes else
+                       f"is not the one that keeps the most CIDEr-D ({writes})")
+            sentences.append(
+                f"For {model}, the scorer that keeps the most object area ({keeps}, "
+                f"{_pct(recall[keeps])} kept-object recall on average over the pruned "
+                f"ratios) {verdict}.")
     comparison = trained_vs_inference(result)
     for backbone, trained in dict.fromkeys((r["backbone"], r["trained with"]) for r in comparison):
         rows = [r for r in comparison if r["backbone"] == backbone and r["ratio"] > 0

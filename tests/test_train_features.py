@@ -40,7 +40,7 @@ def _loss(model, images, tokens):
     [
         (),
         ("model.prune_method=cls_attention",),
-        ("model.prune_at=encoder", "model.prune_method=cls_attention", "model.prune_layers=[6]"),
+        ("model.prune_at=encoder", "model.prune_method=cls_attention", "model.prune_layers=[3]"),
     ],
     ids=["norm-memory", "cls-attention-memory", "cls-attention-encoder"],
 )

@@ -58,13 +58,18 @@ def curve(
     *,
     placement: str = "memory",
     split: str = "test",
+    seed: int | None = None,
 ) -> list[CurvePoint]:
     """Metric vs prune ratio for one model and method, averaged over seeds.
+
+    ``seed`` restricts the curve to one training seed.
 
     The unpruned point (ratio 0, method ``"none"``, or the model's own method for
     a model trained with pruning) starts every curve.
     """
     rows = result.select(model=model, split=split)
+    if seed is not None:
+        rows = [row for row in rows if row["seed"] == seed]
     by_ratio: dict[float, list[dict[str, Any]]] = {}
     for row in rows:
         unpruned = row["ratio"] == 0
@@ -163,22 +168,13 @@ def trained_vs_inference(result: StudyResult, metric: str = "cider") -> list[dic
         if base is None:
             continue
         compared = method if method in methods_of(result, base) else best_method(result, base)
-        inference = _seed_curve(result, base, compared, metric, seed=0)
+        inference = curve(result, base, compared, metric, seed=0)
         for point in curve(result, model, method, metric):
             table.append({"backbone": info["backbone"], "trained with": method,
                           "inference-only method": compared, "ratio": point.ratio,
                           "trained with pruning": point.mean,
                           "pruned at inference only": value_at(inference, point.ratio)})
     return table
-
-
-def _seed_curve(
-    result: StudyResult, model: str, method: str, metric: str, seed: int
-) -> list[CurvePoint]:
-    rows = [r for r in result.select(model=model, split="test", placement="memory", seed=seed)
-            if r["method"] == method or r["ratio"] == 0]
-    return [CurvePoint(r["ratio"], r[metric], r[metric], r[metric], 1, r["tokens_kept"])
-            for r in sorted(rows, key=lambda r: r["ratio"]) if r[metric] is not None]
 
 
 def _pct(value: float) -> str:

@@ -149,6 +149,34 @@ def test_sweep_cells_cover_the_grid() -> None:
     assert [c[2] for c in trained] == [float(r) for r in settings["ratios"]]
 
 
+def _sweep_keys(monkeypatch: pytest.MonkeyPatch, study: dict) -> dict[str, str]:
+    """The stored-result key of each sweep of a ci profile with this study section."""
+    import ptlib.experiments.pruning_study as pruning_study
+
+    keys: dict[str, str] = {}
+
+    def record(name, config, fn, **kwargs):
+        keys[name.rsplit("/", 1)[-1]] = course.config_key(config)
+
+    monkeypatch.setattr(pruning_study.course, "run_or_load", record)
+    ci = course.get_profile("ci")
+    profile = course.Profile(name="ci", description="", seed=0,
+                             settings={**ci.settings, "study": study})
+    for job in pruning_study._jobs(profile):
+        job.run(False)
+    return keys
+
+
+def test_adding_seeds_or_trained_methods_keeps_stored_sweeps(monkeypatch) -> None:
+    study = dict(study_settings(course.get_profile("ci")))
+    before = _sweep_keys(monkeypatch, {**study, "seeds": [0], "trained_with": ["norm"]})
+    after = _sweep_keys(monkeypatch, {**study, "seeds": [0, 1], "trained_with": ["norm", "learned"]})
+    assert set(before) < set(after)
+    assert all(after[label] == key for label, key in before.items())
+    regridded = _sweep_keys(monkeypatch, {**study, "ratios": [0.0, 0.3]})
+    assert all(regridded[label] != key for label, key in before.items())
+
+
 # ----------------------------------------------------------------------------------- report
 
 

@@ -50,6 +50,13 @@ STUDY_KEYS: tuple[str, ...] = (
 )
 """Keys of a profile's ``study`` section."""
 
+SWEEP_KEYS: tuple[str, ...] = (
+    "ratios", "methods", "encoder_methods", "compositional_ratios", "max_images", "tokenizer",
+)
+"""The study keys one stored sweep depends on (its key). ``models``, ``seeds`` and
+``trained_with`` only say which sweeps exist, so adding a seed, a model or a trained
+method leaves the stored sweeps valid."""
+
 
 @dataclass(frozen=True)
 class StudyModel:
@@ -254,7 +261,7 @@ def _stored_sweep(
     name = config_name(backbone, profile)
     key_config = {"model_run": name + (f"_{tag}" if tag else ""),
                   "model_config": load_run_config(name, overrides),
-                  "settings": {k: settings[k] for k in STUDY_KEYS if k != "models"},
+                  "settings": {k: settings[k] for k in SWEEP_KEYS},
                   "first_seed": first_seed, "trained_method": trained_method,
                   "metrics": SWEEP_METRICS_VERSION}
 

@@ -247,6 +247,18 @@ def test_conclusions_compare_kept_object_recall_with_quality() -> None:
     assert "is not the one that keeps the most CIDEr-D (merge)" in vit
 
 
+def test_scorers_used_in_training_are_compared_per_backbone() -> None:
+    study = _fake_study()
+    assert report.trained_scorers(study) == {}  # one trained scorer: nothing to compare
+    study.rows += [_row("vit_trained_learned", 0, "learned", r, c, trained="learned",
+                        backbone="vit") for r, c in ((0.0, 1.5), (0.3, 1.6), (0.7, 0.6))]
+    study.models["vit_trained_learned"] = {"backbone": "vit", "tokens": 10,
+                                           "trained_with": "learned", "runs": {0: {}}}
+    assert report.trained_scorers(study) == {"vit": pytest.approx({"norm": 1.05, "learned": 1.1})}
+    sentence = next(s for s in report.conclusions(study) if "scorers used in training" in s)
+    assert "learned 1.10, norm 1.05; learned is best" in sentence
+
+
 def test_rows_csv_has_one_line_per_row() -> None:
     study = _fake_study()
     text = report.rows_csv(study)

@@ -177,6 +177,26 @@ def trained_vs_inference(result: StudyResult, metric: str = "cider") -> list[dic
     return table
 
 
+def trained_scorers(result: StudyResult, metric: str = "cider") -> dict[str, dict[str, float]]:
+    """Per backbone, the scorers it was trained with and their mean ``metric`` over the
+    pruned ratios (each trained model pruned with its own scorer).
+
+    Only backbones trained with two or more scorers appear: this compares scorers
+    that were all part of training, which the inference-only curves cannot do for
+    ``learned``.
+    """
+    by_backbone: dict[str, dict[str, float]] = {}
+    for model, info in result.models.items():
+        method = info.get("trained_with", "none")
+        if method == "none":
+            continue
+        points = [p for p in curve(result, model, method, metric) if p.ratio > 0]
+        if points:
+            by_backbone.setdefault(info["backbone"], {})[method] = statistics.fmean(
+                p.mean for p in points)
+    return {b: scores for b, scores in by_backbone.items() if len(scores) >= 2}
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.0f}%"
 
@@ -187,7 +207,8 @@ def conclusions(result: StudyResult) -> list[str]:
     Covers: which model keeps more of its quality under pruning (on CIDEr-D and
     on exact object-set accuracy), from which ratio each model's drop exceeds
     :data:`DROP_THRESHOLD`, which scorer is best per model, the seed spread,
-    and whether training with pruning beats pruning only at inference.
+    whether training with pruning beats pruning only at inference, and which
+    scorer is best among those used in training.
     """
     sentences = []
     inference_models = [m for m, i in result.models.items() if i.get("trained_with") == "none"]
@@ -255,6 +276,12 @@ def conclusions(result: StudyResult) -> list[str]:
                 f"{backbone}: the model trained with {rows[0]['trained with']} pruning scores "
                 f"higher CIDEr-D than the unpruned-trained model pruned at inference "
                 f"({rows[0]['inference-only method']}) at {wins} of {len(rows)} pruned ratios.")
+    for backbone, scores in trained_scorers(result).items():
+        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+        parts = ", ".join(f"{m} {scores[m]:.2f}" for m in ranked)
+        sentences.append(
+            f"{backbone}, scorers used in training too (mean CIDEr-D over the pruned ratios, "
+            f"each with its own scorer): {parts}; {ranked[0]} is best.")
     return sentences
 
 

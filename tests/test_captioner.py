@@ -100,6 +100,10 @@ def test_training_step_reaches_encoder_and_learned_scorer():
     (loss + out.aux_loss).backward()
     assert model.pruner.scorer.out[-1].weight.grad.abs().sum() > 0
     assert model.encoder.model.patch_embed.proj.weight.grad.abs().sum() > 0
+    # in training every token stays, gated; the attention shown is over the K kept ones
+    out = model(torch.randn(2, 3, 64, 64), tokens, need_attention=True)
+    assert out.cross_attention.shape == (2, tokens.shape[1], model.num_memory_tokens)
+    torch.testing.assert_close(out.cross_attention.sum(-1), torch.ones(2, tokens.shape[1]))
 
 
 def test_frozen_encoder_gets_no_gradient():

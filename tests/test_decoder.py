@@ -120,6 +120,24 @@ def test_padded_memory_tokens_are_ignored():
     torch.testing.assert_close(a.cross_attention[0].sum(-1), torch.ones(2, H, 6))
 
 
+def test_a_gate_masks_memory_tokens_yet_gives_them_a_gradient():
+    decoder = _decoder().eval()
+    tokens = torch.randint(4, V, (2, 6))
+    memory = torch.randn(2, 5, D)
+    kept = torch.tensor([[0, 2, 3], [1, 3, 4]])
+    gate = torch.zeros(2, 5)
+    gate[torch.arange(2)[:, None], kept] = 1.0
+    gate.requires_grad_(True)
+    gated = decoder(tokens, memory, memory_gate=gate, need_attention=True)
+    only_kept = decoder(tokens, memory[torch.arange(2)[:, None], kept])
+    # in value, a 0/1 gate is attention over the gated-in tokens only ...
+    torch.testing.assert_close(gated.logits, only_kept.logits)
+    assert (gated.cross_attention[0][0, :, :, [1, 4]] == 0).all()
+    # ... but the gated-out tokens still learn what they would have been worth
+    gated.logits.square().sum().backward()
+    assert (gate.grad[0, [1, 4]].abs() > 0).all() and (gate.grad[1, [0, 2]].abs() > 0).all()
+
+
 def test_padded_text_tokens_are_ignored_by_real_positions():
     decoder = _decoder()
     tokens = torch.randint(4, V, (1, 6))

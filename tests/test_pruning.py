@@ -137,19 +137,24 @@ def test_random_is_reproducible_with_a_seed():
     assert not torch.equal(first, other)
 
 
-def test_gradients_reach_the_learned_scorer():
+def test_learned_scorer_trains_through_a_gate_over_every_token():
     torch.manual_seed(0)
     pruner = TokenPruner(0.5, "learned", dim=8).train()
     tokens = torch.randn(2, 10, 8, requires_grad=True)
     result = pruner(tokens)
     assert result.aux_loss.ndim == 0 and result.aux_loss.item() > 0
-    # the caption loss alone reaches the scorer through the straight-through gate
-    (result.tokens.square().sum()).backward()
+    # nothing is removed in training: the decoder masks its attention with the gate
+    assert result.tokens is tokens
+    assert result.gate is not None and result.gate.shape == (2, 10)
+    ones = torch.zeros(2, 10)
+    ones[torch.arange(2)[:, None], result.kept_indices] = 1.0
+    torch.testing.assert_close(result.gate.detach(), ones)  # exactly K ones, at the kept tokens
+    # a loss on a dropped token's gate reaches the scorer (straight-through)
+    dropped = int((ones[0] == 0).nonzero()[0])
+    result.gate[0, dropped].backward()
     grads = [p.grad for p in pruner.scorer.parameters()]
     assert all(g is not None for g in grads)
     assert sum(g.abs().sum() for g in grads) > 0
-    # and the kept tokens are unchanged in value (the gate is 1 in the forward pass)
-    torch.testing.assert_close(result.tokens, take_tokens(tokens, result.kept_indices))
 
 
 def test_learned_is_a_hard_top_k_at_inference():
@@ -160,6 +165,7 @@ def test_learned_is_a_hard_top_k_at_inference():
     expected = pruner.scorer(tokens).topk(5, dim=1).indices.sort(dim=1).values
     assert torch.equal(result.kept_indices, expected)
     assert result.aux_loss.item() == 0.0
+    assert result.gate is None and result.tokens.shape == (2, 5, 8)
 
 
 def test_selection_does_not_keep_the_unpruned_memory_alive():

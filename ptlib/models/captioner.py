@@ -43,13 +43,16 @@ class VisualMemory:
     """The visual tokens the decoder attends to.
 
     Attributes:
-        tokens: ``(B, M, D)``: ``M = K`` kept tokens (``K + 1`` with a fused token).
+        tokens: ``(B, M, D)``: ``M = K`` kept tokens (``K + 1`` with a fused token);
+            while the learned scorer trains, all ``M = N`` tokens, with ``gate``.
         kept_indices: Original grid positions of the kept tokens ``(B, K)``, ascending.
         scores: Pruning scores over the tokens the memory pruner saw ``(B, N)``
             (the first encoder stage's scores for ``prune_at="encoder"``), or ``None``.
         aux_loss: Scalar pruning loss (0 unless the learned scorer trains).
         grid: ``(h, w)`` of the full token grid.
         sizes: Merge group sizes ``(B, K)`` (``merge`` only).
+        gate: ``(B, N)`` 0/1 keep gate that masks the decoder's cross-attention
+            while the learned scorer trains (exactly ``K`` ones per row), else ``None``.
     """
 
     tokens: Tensor
@@ -58,6 +61,7 @@ class VisualMemory:
     aux_loss: Tensor
     grid: tuple[int, int]
     sizes: Tensor | None = None
+    gate: Tensor | None = None
 
 
 @dataclass
@@ -217,7 +221,8 @@ class Captioner(nn.Module):
         scores = result.scores if self.pruner.prunes_memory else encoder_scores
         if positions is not None:
             kept = positions.gather(1, kept)
-        return VisualMemory(result.tokens, kept, scores, result.aux_loss, self.encoder.grid, result.sizes)
+        return VisualMemory(result.tokens, kept, scores, result.aux_loss, self.encoder.grid,
+                            result.sizes, result.gate)
 
     def encode(self, images: Tensor) -> VisualMemory:
         """Images ``(B, 3, H, W)`` to the decoder's memory (projected, pruned)."""
@@ -263,8 +268,13 @@ class Captioner(nn.Module):
             memory.tokens,
             token_padding_mask=tokens == self.pad_id,
             need_attention=need_attention,
+            memory_gate=memory.gate,
         )
         attention = out.cross_attention[-1].mean(dim=1) if out.cross_attention else None
+        if attention is not None and memory.gate is not None:
+            # gated-out tokens have weight 0: keep the kept tokens' columns (B, T, K)
+            index = memory.kept_indices[:, None, :].expand(-1, attention.shape[1], -1)
+            attention = attention.gather(2, index)
         return CaptionerOutput(
             logits=out.logits,
             aux_loss=memory.aux_loss,

@@ -64,6 +64,7 @@ class MultiHeadAttention(nn.Module):
         values: Tensor,
         allowed: Tensor | None = None,
         need_weights: bool = False,
+        gate: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attend from ``query`` to already projected ``keys`` / ``values``.
 
@@ -74,6 +75,10 @@ class MultiHeadAttention(nn.Module):
             allowed: Boolean mask broadcastable to ``(B, H, T, S)``, ``True`` where
                 query ``t`` may attend to key ``s``; ``None`` allows everything.
             need_weights: Also return the attention weights ``(B, H, T, S)``.
+            gate: ``(B, S)`` keep gate of the keys (DynamicViT's attention masking):
+                the weights become ``w_s g_s / sum_j w_j g_j``. With a 0/1 gate this is
+                attention over the gated-in keys only, yet it is differentiable in
+                ``g``, so a gated-out key still gets a gradient.
 
         Returns:
             ``(output (B, T, D), weights or None)``.
@@ -81,12 +86,17 @@ class MultiHeadAttention(nn.Module):
         q = self._split(self.q_proj(query))
         dropout = self.dropout if self.training else 0.0
         weights = None
-        if need_weights:
+        if need_weights or gate is not None:
             logits = (q @ keys.transpose(-2, -1)) / math.sqrt(self.head_dim)
             if allowed is not None:
                 logits = logits.masked_fill(~allowed, float("-inf"))
             weights = logits.softmax(dim=-1)
+            if gate is not None:
+                weights = weights * gate[:, None, None, :].to(weights.dtype)
+                weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
             out = F.dropout(weights, dropout, self.training) @ values
+            if not need_weights:
+                weights = None
         else:
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=allowed, dropout_p=dropout)
         batch, _, length, _ = out.shape
@@ -205,13 +215,14 @@ class DecoderLayer(nn.Module):
         allowed: Tensor | None,
         cache: LayerCache | None,
         need_weights: bool,
+        gate: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         if cache is not None:
             keys, values = cache.cross_keys, cache.cross_values
         else:
             assert memory is not None
             keys, values = self.cross_attn.project_kv(memory)
-        out, weights = self.cross_attn(x, keys, values, allowed, need_weights)
+        out, weights = self.cross_attn(x, keys, values, allowed, need_weights, gate)
         return self.dropout2(out), weights
 
     def _ff_block(self, x: Tensor) -> Tensor:
@@ -227,6 +238,7 @@ class DecoderLayer(nn.Module):
         cache: LayerCache | None = None,
         start: int = 0,
         need_weights: bool = False,
+        memory_gate: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Run the layer.
 
@@ -238,18 +250,22 @@ class DecoderLayer(nn.Module):
             cache: This layer's cache; the new keys/values are written at ``start``.
             start: Absolute position of ``x[:, 0]`` (with a cache).
             need_weights: Return cross-attention weights ``(B, H, T, M)``.
+            memory_gate: ``(B, M)`` keep gate of the visual tokens (the learned
+                scorer in training; see :class:`MultiHeadAttention`), or ``None``.
 
         Returns:
             ``(x (B, T, D), cross-attention weights or None)``.
         """
         if self.norm_first:
             x = x + self._self_block(self.norm1(x), self_allowed, cache, start)
-            out, weights = self._cross_block(self.norm2(x), memory, memory_allowed, cache, need_weights)
+            out, weights = self._cross_block(self.norm2(x), memory, memory_allowed, cache,
+                                             need_weights, memory_gate)
             x = x + out
             x = x + self._ff_block(self.norm3(x))
         else:
             x = self.norm1(x + self._self_block(x, self_allowed, cache, start))
-            out, weights = self._cross_block(x, memory, memory_allowed, cache, need_weights)
+            out, weights = self._cross_block(x, memory, memory_allowed, cache, need_weights,
+                                             memory_gate)
             x = self.norm2(x + out)
             x = self.norm3(x + self._ff_block(x))
         return x, weights
@@ -351,6 +367,7 @@ class CaptionDecoder(nn.Module):
         token_padding_mask: Tensor | None = None,
         memory_padding_mask: Tensor | None = None,
         need_attention: bool = False,
+        memory_gate: Tensor | None = None,
     ) -> DecoderOutput:
         """Teacher-forced decoding of whole sequences.
 
@@ -360,6 +377,9 @@ class CaptionDecoder(nn.Module):
             token_padding_mask: ``(B, T)`` bool, ``True`` at padding.
             memory_padding_mask: ``(B, M)`` bool, ``True`` at padding.
             need_attention: Return each layer's cross-attention weights.
+            memory_gate: ``(B, M)`` keep gate of the visual tokens: cross-attention
+                is masked by it but stays differentiable in it (the learned scorer's
+                training, :class:`~ptlib.models.pruning.PruneResult`); ``None``: no gate.
 
         Returns:
             A :class:`DecoderOutput` with logits ``(B, T, V)``.
@@ -378,6 +398,7 @@ class CaptionDecoder(nn.Module):
                 self_allowed=self_allowed,
                 memory_allowed=memory_allowed,
                 need_weights=need_attention,
+                memory_gate=memory_gate,
             )
             if weights is not None:
                 attention.append(weights)

@@ -16,10 +16,15 @@ Methods (``method=``):
 * ``"cls_attention"``: EViT's attentiveness, the attention the CLS token pays to
   each patch in the last ViT block; ``fuse_dropped=True`` appends one extra
   token, the score-weighted mean of the dropped tokens.
-* ``"learned"``: a DynamicViT-style MLP predictor. In training the keep
-  decision is a hard top-K of Gumbel-perturbed scores whose gate is 1 in the
-  forward pass but carries the sigmoid's gradient (straight-through), plus a
-  keep-ratio loss; at inference it is a hard top-K of the scores.
+* ``"learned"``: a DynamicViT-style MLP predictor. In training no token is
+  removed: the keep decision is a hard top-K of Gumbel-perturbed scores, given
+  to the decoder as a 0/1 ``gate`` over all ``N`` tokens that masks its
+  cross-attention (DynamicViT's attention masking) and carries the sigmoid's
+  gradient (straight-through), plus a keep-ratio loss. Because the dropped
+  tokens stay in the attention with gate 0, the caption loss tells the scorer
+  what each dropped token would have been worth; removing them instead would
+  leave the scorer no signal about what it drops. At inference it is a hard
+  top-K of the scores, and the dropped tokens are removed.
 * ``"merge"``: ToMe-style bipartite soft matching that merges the most similar
   tokens, with size-weighted averages, until ``K`` remain.
 
@@ -122,6 +127,10 @@ class PruneResult:
         sizes: ``merge`` only: how many original tokens each output token holds ``(B, K)``.
         assignment: ``merge`` only: the output token each input token went to ``(B, N)``.
         fused: Whether a fused token of the dropped tokens was appended.
+        gate: ``learned`` in training only: ``(B, N)`` keep gate, exactly ``K``
+            ones per row in value, with the scorer's gradient (straight-through).
+            ``tokens`` then holds all ``N`` tokens and the decoder masks its
+            cross-attention with the gate; ``None`` otherwise.
     """
 
     tokens: Tensor
@@ -131,6 +140,7 @@ class PruneResult:
     sizes: Tensor | None = None
     assignment: Tensor | None = None
     fused: bool = False
+    gate: Tensor | None = None
 
 
 class TokenScorer(nn.Module):
@@ -381,12 +391,13 @@ class TokenPruner(nn.Module):
         noisy = logits - torch.log(-torch.log(uniform))  # Gumbel-perturbed logits
         kept = self.select_indices(noisy, k)
         soft = torch.sigmoid(noisy / self.gumbel_tau)  # (B, N) keep probability
-        soft_kept = take_tokens(soft, kept)  # (B, K)
-        gate = 1.0 + soft_kept - soft_kept.detach()  # 1 in the forward pass, d soft in backward
-        out = take_tokens(tokens, kept) * gate.unsqueeze(-1).to(tokens.dtype)
+        hard = torch.zeros_like(soft)
+        hard[torch.arange(hard.shape[0], device=hard.device)[:, None], kept] = 1.0
+        gate = hard + soft - soft.detach()  # 0/1 in the forward pass, d soft in backward
         keep_rate = k / count
         aux = self.ratio_loss_weight * ((soft.mean(dim=1) - keep_rate) ** 2).mean()
-        return PruneResult(out, kept, logits.detach(), aux.to(tokens.dtype))
+        return PruneResult(tokens, kept, logits.detach(), aux.to(tokens.dtype),
+                           gate=gate.to(tokens.dtype))
 
 
 def _fuse_dropped(tokens: Tensor, scores: Tensor, kept: Tensor) -> Tensor:

@@ -234,6 +234,8 @@ def test_conclusions_are_computed_from_the_rows() -> None:
     assert any("Best scorer for vit" in s and "merge; worst: norm" in s for s in sentences)
     trained = next(s for s in sentences if s.startswith("vit: the model trained with norm"))
     assert "at 1 of 2 pruned ratios" in trained  # 1.9 > 1.4 at 0.3; 0.2 < 0.6 at 0.7
+    peak = next(s for s in sentences if s.startswith("vit_trained_norm scores its best"))
+    assert "at ratio 0.3 (1.90, against 1.00 unpruned and 0.20 at 0.7)" in peak
 
 
 def test_conclusions_compare_kept_object_recall_with_quality() -> None:

@@ -276,6 +276,17 @@ def conclusions(result: StudyResult) -> list[str]:
                 f"{backbone}: the model trained with {rows[0]['trained with']} pruning scores "
                 f"higher CIDEr-D than the unpruned-trained model pruned at inference "
                 f"({rows[0]['inference-only method']}) at {wins} of {len(rows)} pruned ratios.")
+    for model, info in result.models.items():
+        method = info.get("trained_with", "none")
+        points = curve(result, model, method) if method != "none" else []
+        if len(points) >= 2:
+            peak = max(points, key=lambda p: p.mean)
+            sentences.append(
+                f"{model} scores its best CIDEr-D at ratio {peak.ratio:g} ({peak.mean:.2f}, "
+                f"against {points[0].mean:.2f} unpruned and {points[-1].mean:.2f} at "
+                f"{points[-1].ratio:g}): trained with pruning, it scores best pruned, "
+                f"not unpruned." if peak.ratio > 0 else
+                f"{model} scores its best CIDEr-D unpruned ({peak.mean:.2f}).")
     for backbone, scores in trained_scorers(result).items():
         ranked = sorted(scores, key=scores.__getitem__, reverse=True)
         parts = ", ".join(f"{m} {scores[m]:.2f}" for m in ranked)

@@ -13,8 +13,10 @@ from ptlib.viz.attention import (
 from ptlib.viz.confusion import draw_confusion_matrix
 from ptlib.viz.curves import draw_training_curves, format_epoch_log
 from ptlib.viz.pipeline import draw_pipeline
+from ptlib.viz.table import Table, glue, table
 
 __all__ = [
+    "Table",
     "attention_grid",
     "draw_confusion_matrix",
     "draw_kept_tokens",
@@ -22,5 +24,7 @@ __all__ = [
     "draw_training_curves",
     "draw_word_attention",
     "format_epoch_log",
+    "glue",
+    "table",
     "upsample_grid",
 ]

@@ -212,3 +212,19 @@ def test_encoder_schedule_ends_at_k():
 def test_bad_pruner_arguments_fail_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TokenPruner(**kwargs)
+
+
+@pytest.mark.parametrize("num_blocks", range(1, 13))
+def test_default_prune_layers_fit_every_vit_depth(num_blocks):
+    pruner = TokenPruner(0.5, "norm", prune_at="encoder")
+    if num_blocks == 1:
+        with pytest.raises(ValueError, match="1 block"):
+            pruner.encoder_schedule(36, num_blocks)
+        return
+    schedule = pruner.encoder_schedule(36, num_blocks)
+    layers = [layer for layer, _ in schedule]
+    assert layers and layers == sorted(set(layers))
+    assert all(0 <= layer <= num_blocks - 2 for layer in layers)
+    assert schedule[-1][1] == pruner.num_kept(36)
+    if num_blocks == 12:
+        assert layers == [3, 6, 9]

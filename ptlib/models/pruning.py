@@ -96,6 +96,31 @@ def num_kept(num_tokens: int, ratio: float) -> int:
     return max(1, min(num_tokens, math.floor((1.0 - ratio) * num_tokens + 0.5)))
 
 
+def default_prune_layers(num_blocks: int) -> tuple[int, ...]:
+    """EViT's default blocks to prune after: 1/4, 1/2 and 3/4 of the depth (3, 6, 9 of 12).
+
+    Only blocks before the last one count (pruning after the last block is memory
+    pruning), so a 4-block ViT prunes after blocks 1 and 2 and a 2-block ViT after
+    block 0.
+
+    Args:
+        num_blocks: Number of ViT blocks.
+
+    Returns:
+        Strictly increasing 0-based block indices in ``[0, num_blocks - 2]``.
+
+    Raises:
+        ValueError: For fewer than 2 blocks (no block comes before the last).
+    """
+    if num_blocks < 2:
+        raise ValueError(
+            f"a ViT with {num_blocks} block(s) cannot prune inside the encoder: pruning after "
+            "its last block is memory pruning (use prune_at='memory')"
+        )
+    candidates = {num_blocks // 4, num_blocks // 2, (3 * num_blocks) // 4}
+    return tuple(sorted(i for i in candidates if i <= num_blocks - 2))
+
+
 def take_tokens(tokens: Tensor, indices: Tensor) -> Tensor:
     """Select tokens per batch row: ``out[b, k] = tokens[b, indices[b, k]]``.
 
@@ -284,7 +309,7 @@ class TokenPruner(nn.Module):
             return []
         layers = self.prune_layers
         if layers is None:
-            layers = tuple(sorted({num_blocks // 4, num_blocks // 2, (3 * num_blocks) // 4}))
+            layers = default_prune_layers(num_blocks)
         if not layers or any(not 0 <= i < num_blocks - 1 for i in layers):
             raise ValueError(
                 f"prune_layers={layers} must be block indices in [0, {num_blocks - 2}] "

@@ -152,8 +152,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if is_blocked_global(err):
             raise CheckpointError(
                 f"checkpoint {path} refused for safety: it carries a pickled Python object "
-                f"({_unpickler_detail(err)}); ptlib loads only plain tensors and containers so "
-                "that a file can never run code. Use a checkpoint written by ptlib train"
+                f"({_unpickler_detail(err)}); ptlib loads plain tensors and containers only "
+                "(weights_only=True), so a file can never run code. Use a checkpoint written by "
+                "ptlib train"
             ) from err
         if isinstance(err, PermissionError):
             raise CheckpointError(f"checkpoint {path} cannot be read: permission denied") from err
@@ -173,3 +174,55 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"({ptlib.__version__}) understands ({CHECKPOINT_FORMAT}); upgrade ptlib"
         )
     return state
+
+
+def config_differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any], section: str,
+    ignore: tuple[str, ...] = (),
+) -> list[str]:
+    """``"section.key: saved -> current"`` for every key whose value differs."""
+    keys = sorted((set(saved) | set(current)) - set(ignore), key=str)
+    missing = object()
+    out = []
+    for key in keys:
+        old, new = saved.get(key, missing), current.get(key, missing)
+        if isinstance(old, tuple):
+            old = list(old)
+        if isinstance(new, tuple):
+            new = list(new)
+        if old != new:
+            shown = ["(unset)" if v is missing else repr(v) for v in (old, new)]
+            out.append(f"{section}.{key}: {shown[0]} -> {shown[1]}")
+    return out
+
+
+def check_weights_match(
+    module: torch.nn.Module, weights: Mapping[str, Any], path: str | Path
+) -> None:
+    """Refuse ``weights`` (a saved state dict) unless every key and shape fits ``module``.
+
+    Called before ``load_state_dict``, so a mismatch never half-loads a model and
+    the error names the parameters instead of torch's many-line ``RuntimeError``.
+
+    Raises:
+        CheckpointError: Naming up to four differing parameters.
+    """
+    if not isinstance(weights, Mapping):
+        raise CheckpointError(f"checkpoint {path}: its 'model' entry is not a state dict")
+    expected = module.state_dict()
+    problems = []
+    for key, value in expected.items():
+        if key not in weights:
+            problems.append(f"{key} missing")
+        elif not isinstance(weights[key], torch.Tensor):
+            problems.append(f"{key} is not a tensor")
+        elif tuple(weights[key].shape) != tuple(value.shape):
+            problems.append(f"{key} {tuple(weights[key].shape)} in the file, "
+                            f"{tuple(value.shape)} in the model")
+    problems += [f"{key} unexpected" for key in weights if key not in expected]
+    if problems:
+        more = f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the model its config describes: "
+            f"{'; '.join(problems[:4])}{more}; it was written by another model or edited"
+        )

@@ -39,6 +39,20 @@ def worker_error_type(err: BaseException) -> str | None:
     return match.group(1) if match else None
 
 
+def worker_message(text: str) -> str:
+    """The original message inside the text of an error re-raised from a DataLoader worker.
+
+    torch re-raises a worker's exception as ``type(err)(text)`` where ``text`` is
+    "Caught X in DataLoader worker process N. Original Traceback ... module.X: message";
+    any other text is returned unchanged.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines or not _WORKER_HEADER.match(lines[0]):
+        return text
+    match = _QUALIFIED.match(lines[-1])
+    return match.group(2) if match else lines[-1]
+
+
 def one_line(err: BaseException) -> str:
     """The message of ``err`` as one line, for ``ptlib COMMAND: error: ...``.
 
@@ -57,8 +71,7 @@ def one_line(err: BaseException) -> str:
     if not lines:
         return type(err).__name__
     if worker_error_type(err) is not None:
-        match = _QUALIFIED.match(lines[-1])
-        return match.group(2) if match else lines[-1]
+        return worker_message(text)
     return " ".join(lines)
 
 

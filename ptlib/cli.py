@@ -12,7 +12,8 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import ptlib
 
@@ -40,9 +41,31 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` for integers >= ``minimum`` (the error names the bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed: must be at least {minimum}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``ptlib`` argument parser (all subcommands registered)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="ptlib",
         description=(
             "Prune and Tell: train and study image captioners with ViT / ConvNeXt encoders "
@@ -50,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"ptlib {ptlib.__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also: PTLIB_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = subparsers.add_parser(
         "info",
@@ -65,19 +90,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``ptlib`` command line; returns the process exit code."""
+    """Run the ``ptlib`` command line; returns the process exit code.
+
+    A failure caused by the input, a file or the environment (see
+    :mod:`ptlib.errors`) is printed as one line, ``ptlib COMMAND: error: ...``, with
+    exit status 2; Ctrl-C prints one line and exits with 130. ``--debug`` or
+    ``PTLIB_DEBUG=1`` shows the traceback instead. Other exceptions are bugs and raise.
+    """
+    from ptlib.errors import debug_enabled, is_user_error, one_line
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    debug = args.debug or debug_enabled()
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        # Library errors already say what is wrong and what to do: print them plainly.
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"ptlib {args.command}: error: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"ptlib {args.command}: interrupted (Ctrl-C) before it finished", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug or not _reported_plainly(err, is_user_error):
+            raise
+        print(f"ptlib {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _reported_plainly(err: Exception, is_user_error) -> bool:  # noqa: ANN001
+    """User errors, and the library's own KeyErrors (a sentence, not a bare key)."""
+    if isinstance(err, KeyError):
+        return bool(err.args) and " " in str(err.args[0])
+    return is_user_error(err)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,10 +23,21 @@ DEFAULT_MAX_PIXELS: int = 89_478_485
 class BadImageError(ValueError):
     """An image that cannot be used; ``path`` and ``reason`` say which and why."""
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+    def __init__(self, path: str | Path, reason: str | None = None) -> None:
+        if reason is None:  # rebuilt from its message (e.g. by a DataLoader worker's re-raise)
+            text = str(path)
+            from ptlib.errors import worker_message
+
+            text = worker_message(text)
+            prefix, _, rest = text.partition(": ")
+            path = prefix.removeprefix("bad image ") if rest else "?"
+            reason = rest or text
         self.path = str(path)
         self.reason = reason
         super().__init__(f"bad image {self.path}: {reason}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.path, self.reason)
 
 
 def resolve_image_path(root: str | Path, file_name: str) -> Path:
@@ -111,7 +122,8 @@ def load_rgb(
     try:
         size = file.stat().st_size
     except FileNotFoundError:
-        raise BadImageError(file, "file not found (listed in the annotations, missing on disk)") from None
+        where = " (listed in the annotations, missing on disk)" if root is not None else ""
+        raise BadImageError(file, f"file not found{where}") from None
     except OSError as err:
         raise BadImageError(file, f"cannot read the file: {err}") from err
     if not file.is_file():

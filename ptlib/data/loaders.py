@@ -15,7 +15,7 @@ input size and the vocabulary caps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ class CaptionData:
         vocab: Built from the training captions (min frequency and max size from the profile).
         datasets: Split name -> dataset (``"train"`` in train mode, the others in eval mode).
         max_len: Token sequences are truncated to this many ids.
+        dropped: ``(where, reason)`` of every caption or image the annotation files
+            listed but that was left out (empty captions, images without a usable
+            caption), to report at the end of a run.
     """
 
     name: str
@@ -43,9 +46,12 @@ class CaptionData:
     vocab: Vocabulary
     datasets: dict[str, CaptionDataset]
     max_len: int | None
+    dropped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _coco_records(section: dict[str, Any], root: Path, split: str) -> tuple[list, Path]:
+def _coco_records(
+    section: dict[str, Any], root: Path, split: str
+) -> tuple[list, Path, list[tuple[str, str]]]:
     from ptlib.data.coco import coco_caption_records, read_karpathy_split
 
     if section.get("split", "karpathy") == "karpathy":
@@ -55,11 +61,12 @@ def _coco_records(section: dict[str, Any], root: Path, split: str) -> tuple[list
                 f"Karpathy split file {path} is missing; run 'ptlib data coco --root {root} "
                 "--check' to see what to download and where"
             )
-        records, _ = read_karpathy_split(path, split)
-        return records, root
+        records, dropped = read_karpathy_split(path, split)
+        return records, root, dropped
     official = {"train": "train", "val": "val", "test": "val"}[split]
-    records, image_dir, _ = coco_caption_records(root, official, int(section.get("year", 2014)))
-    return records, image_dir
+    records, image_dir, dropped = coco_caption_records(root, official,
+                                                       int(section.get("year", 2014)))
+    return records, image_dir, dropped
 
 
 def build_caption_data(
@@ -94,18 +101,21 @@ def build_caption_data(
     max_len = section.get("max_len")
     seed = profile.seed if seed is None else seed
     sources: dict[str, tuple[list[CaptionRecord], Path]] = {}
+    dropped: dict[str, list[tuple[str, str]]] = {}
     if name == "shapes":
         from ptlib.data.shapes import ensure_shapes_dataset, shapes_paths
 
         data_root = ensure_shapes_dataset(profile, root)
         for split in dict.fromkeys(["train", *splits]):
             image_dir, captions_json, _ = shapes_paths(data_root, split)
-            sources[split] = (read_caption_annotations(captions_json)[0], image_dir)
+            records, dropped[split] = read_caption_annotations(captions_json)
+            sources[split] = (records, image_dir)
     elif name == "coco":
         configured = section.get("coco_root")
         data_root = Path(root or configured or course.data_dir(create=False) / "coco")
         for split in dict.fromkeys(["train", *splits]):
-            sources[split] = _coco_records(section, data_root, split)
+            records, image_dir, dropped[split] = _coco_records(section, data_root, split)
+            sources[split] = (records, image_dir)
     else:
         raise ValueError(
             f"profile {profile.name!r}: data.dataset must be 'shapes' or 'coco', got {name!r}"
@@ -130,4 +140,5 @@ def build_caption_data(
         for split, (records, image_dir) in sources.items()
         if split in splits
     }
-    return CaptionData(name, data_root, img_size, vocab, datasets, max_len)
+    left_out = [item for split in datasets for item in dropped.get(split, [])]
+    return CaptionData(name, data_root, img_size, vocab, datasets, max_len, left_out)

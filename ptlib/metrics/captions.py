@@ -36,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from ptlib.errors import ExternalToolError
 from ptlib.metrics.tokenization import java_available, tokenize_captions
 
 MetricName = Literal["BLEU", "METEOR", "ROUGE_L", "CIDEr", "SPICE"]
@@ -234,28 +235,10 @@ class CaptionScorer:
     # -- lifecycle -----------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the METEOR Java process, if one was started. Safe to call twice."""
+        """Stop the METEOR Java process, if one was started. Safe to call twice, never blocks."""
         meteor, self._meteor = self._meteor, None
-        if meteor is None:
-            return
-        process = getattr(meteor, "meteor_p", None)
-        if process is None:
-            return
-        lock = getattr(meteor, "lock", None)
-        if lock is not None:
-            lock.acquire()
-        try:
-            if process.stdin is not None and not process.stdin.closed:
-                process.stdin.close()
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            for stream in (process.stdout, process.stderr):
-                if stream is not None:
-                    stream.close()
-        finally:
-            if lock is not None:
-                lock.release()
+        if meteor is not None:
+            meteor.close()
 
     def __enter__(self) -> CaptionScorer:
         return self
@@ -369,24 +352,20 @@ class CaptionScorer:
     def _meteor_score(
         self, gts: dict[Hashable, list[str]], res: dict[Hashable, list[str]]
     ) -> float:
-        from pycocoevalcap.meteor.meteor import Meteor
+        from ptlib.metrics.java import MeteorProcess
 
         if self._meteor is None:
-            self._meteor = Meteor()
+            self._meteor = MeteorProcess()
         # METEOR's stdio protocol separates fields with "|||": keep "|" out of every caption.
         clean_gts = {i: [_without_bars(t) for t in texts] for i, texts in gts.items()}
         clean_res = {i: [_without_bars(t) for t in texts] for i, texts in res.items()}
         try:
             score, _ = self._meteor.compute_score(clean_gts, clean_res)
-        except (ValueError, BrokenPipeError, OSError) as error:
-            stderr = _drain_stderr(self._meteor)
-            self.close()
-            raise RuntimeError(
-                f"the METEOR Java process failed ({error!r}); its stderr said: {stderr!r}. "
-                "Check that java runs and can use 2 GB of heap, or leave METEOR out of metrics"
-            ) from error
+        except ExternalToolError:
+            self._meteor = None  # it closed itself; a later call starts a new process
+            raise
         if math.isnan(score):
-            raise RuntimeError("METEOR returned NaN; report the captions that caused it")
+            raise ExternalToolError("METEOR returned NaN; report the captions that caused it")
         return float(score)
 
     def _spice_score(
@@ -407,19 +386,6 @@ class CaptionScorer:
 
 def _without_bars(text: str) -> str:
     return " ".join(text.replace("|", " ").split())
-
-
-def _drain_stderr(meteor: Any) -> str:
-    process = getattr(meteor, "meteor_p", None)
-    if process is None or process.stderr is None:
-        return ""
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    try:
-        return process.stderr.read().decode(errors="replace")[-2000:]
-    except (OSError, ValueError):
-        return ""
 
 
 def score_captions(

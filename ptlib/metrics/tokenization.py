@@ -65,26 +65,27 @@ def tokenize_captions(
         (the form pycocoevalcap's scorers read).
 
     Raises:
-        RuntimeError: The PTB tokenizer returned a different number of
-            captions than it was given.
+        ptlib.errors.ExternalToolError: The PTB tokenizer failed, hung (timeout) or
+            returned a different number of captions than it was given.
     """
     if not use_ptb:
         return {
             image_id: [" ".join(python_tokenize(text)) for text in texts]
             for image_id, texts in captions.items()
         }
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+    from ptlib.errors import ExternalToolError
+    from ptlib.metrics.java import ptb_tokenize
 
     non_empty = {image_id: texts for image_id, texts in captions.items() if len(texts) > 0}
     request = {
-        image_id: [{"caption": _one_line(text)} for text in texts]
+        image_id: [_one_line(text) for text in texts]
         for image_id, texts in non_empty.items()
     }
-    tokenized = PTBTokenizer().tokenize(request) if request else {}
+    tokenized = ptb_tokenize(request) if request else {}
     for image_id, texts in non_empty.items():
         got = len(tokenized.get(image_id, []))
         if got != len(texts):
-            raise RuntimeError(
+            raise ExternalToolError(
                 f"the PTB tokenizer returned {got} captions for image {image_id!r} instead of "
                 f"{len(texts)}; rerun with tokenizer='python' and report the captions"
             )

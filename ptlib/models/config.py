@@ -18,6 +18,7 @@ import yaml
 
 from ptlib.course import Profile
 from ptlib.models.pruning import PRUNE_METHODS, PRUNE_PLACEMENTS, check_ratio
+from ptlib.typecheck import check_fields
 
 
 @dataclass
@@ -111,6 +112,12 @@ class CaptionerConfig:
             raise ValueError(
                 f"{source}: unknown captioner config keys {unknown}; valid keys: {cls.field_names()}"
             )
+        try:
+            check_fields(cls, values, "model")
+        except ValueError as err:
+            if source in ("config", "run config model"):
+                raise
+            raise ValueError(f"{source}: {err}") from None
         return cls(**dict(values))
 
     def to_dict(self) -> dict[str, Any]:

@@ -15,12 +15,24 @@ _SET_HELP = (
 )
 
 
+def _report_left_out(command: str, dropped: list, skipped: list) -> None:
+    """Say what the data left out: captions dropped from the annotations, unreadable images."""
+    for items, what in ((dropped, "caption(s)/image(s) dropped from the annotation files"),
+                        (skipped, "unreadable image(s) skipped")):
+        if items:
+            shown = "; ".join(f"{where}: {why}" for where, why in items[:3])
+            more = f"; and {len(items) - 3} more" if len(items) > 3 else ""
+            print(f"ptlib {command}: {len(items)} {what}: {shown}{more}")
+
+
 def _train(args: argparse.Namespace) -> int:
+    from ptlib.errors import check_output_dir
     from ptlib.train.run import train_run
     from ptlib.train.runconfig import load_run_config
 
     config = load_run_config(args.config, args.set or [])
     out_dir = Path(args.out) if args.out else course.checkpoint_dir() / config["name"]
+    check_output_dir(out_dir, "--out" if args.out else "checkpoint folder")
     resume: Any = None
     if args.resume is not None:
         resume = "auto" if args.resume == "auto" else Path(args.resume)
@@ -34,6 +46,7 @@ def _train(args: argparse.Namespace) -> int:
             f"{100 * last['train_token_acc']:.2f}%, val token acc "
             f"{100 * last.get('val_token_acc', float('nan')):.2f}%"
         )
+    _report_left_out("train", result.dropped, result.skipped)
     print(f"checkpoints and history in {out_dir}")
     return {"finished": 0, "paused": 0, "early_stopped": 0, "interrupted": 130, "nan": 3}[
         result.status
@@ -71,11 +84,14 @@ def _format_scores(scores: dict[str, Any]) -> str:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from ptlib.errors import check_output_file
     from ptlib.metrics.results import write_results
     from ptlib.train.data import build_run_data, instances_path
     from ptlib.train.evaluate import caption_dataset, evaluate_captions, floor_model_ceiling
     from ptlib.train.run import load_captioner
 
+    out = Path(args.out) if args.out else Path(args.ckpt).parent / f"results_{args.split}.json"
+    check_output_file(out, "--out" if args.out else "results file (set --out)")
     device = course.pick_device(args.device)
     model, vocab, config = load_captioner(args.ckpt, device)
     data = build_run_data(config["data"], splits=("train", args.split), vocab=vocab)
@@ -94,50 +110,74 @@ def _eval(args: argparse.Namespace) -> int:
         scores["folds"] = floor_model_ceiling(predictions, references, train_captions)
     scores["checkpoint"] = str(args.ckpt)
     scores["split"], scores["decoding"] = args.split, f"{method} (beam {args.beam})"
-    out = Path(args.out) if args.out else Path(args.ckpt).parent / f"results_{args.split}.json"
     results_path, metrics_path = write_results(out, predictions, scores)
     print(_format_scores(scores))
+    _report_left_out("eval", data.dropped, data.datasets[args.split].skipped)
     print(f"captions: {results_path}\nmetrics:  {metrics_path}")
     return 0
 
 
+_CAPTION_BATCH = 16
+"""Images captioned together by ``ptlib caption`` (loaded just before, never all at once)."""
+
+
 def _caption(args: argparse.Namespace) -> int:
-    from ptlib.data.images import load_rgb
+    import sys
+
+    import torch
+
+    from ptlib.data.images import BadImageError, load_rgb
     from ptlib.data.transforms import build_transform
+    from ptlib.errors import check_output_file
     from ptlib.train.run import load_captioner
 
+    paths = [Path(p) for p in args.images]
+    if args.attention and len(paths) != 1:
+        raise ValueError("--attention draws one image: pass exactly one IMAGE with it")
+    if args.attention:
+        check_output_file(args.attention, "--attention")
     device = course.pick_device(args.device)
     model, vocab, config = load_captioner(args.ckpt, device)
     img_size = int(config["model"]["img_size"])
     transform = build_transform(img_size)
-    paths = [Path(p) for p in args.images]
-    if args.attention and len(paths) != 1:
-        raise ValueError("--attention draws one image: pass exactly one IMAGE with it")
-    pictures = [load_rgb(p) for p in paths]
-    import torch
-
-    batch = torch.stack([transform(p) for p in pictures]).to(device)
     method = "beam" if args.beam > 1 else "greedy"
-    result = model.generate(batch, method=method, beam_size=args.beam,
-                            return_attention=bool(args.attention))
-    captions = [vocab.decode(ids) for ids in result.tokens.tolist()]
-    for path, caption in zip(paths, captions, strict=True):
-        print(f"{path}: {caption}")
-    if args.attention:
-        from ptlib.viz.attention import save_caption_attention
+    done: list[dict[str, str]] = []
+    failed: list[str] = []
+    for start in range(0, len(paths), _CAPTION_BATCH):
+        chunk: list[tuple[Path, Any]] = []
+        for path in paths[start:start + _CAPTION_BATCH]:
+            try:
+                chunk.append((path, load_rgb(path)))
+            except BadImageError as err:
+                print(f"ptlib caption: error: {err}", file=sys.stderr)
+                failed.append(str(path))
+        if not chunk:
+            continue
+        batch = torch.stack([transform(picture) for _, picture in chunk]).to(device)
+        result = model.generate(batch, method=method, beam_size=args.beam,
+                                return_attention=bool(args.attention))
+        captions = [vocab.decode(ids) for ids in result.tokens.tolist()]
+        for (path, _), caption in zip(chunk, captions, strict=True):
+            print(f"{path}: {caption}", flush=True)
+            done.append({"image": str(path), "caption": caption})
+        if args.attention:
+            from ptlib.viz.attention import save_caption_attention
 
-        save_caption_attention(
-            pictures[0].resize((img_size, img_size)), captions[0], result, model, args.attention
-        )
-        print(f"attention map: {args.attention}")
+            save_caption_attention(chunk[0][1].resize((img_size, img_size)), captions[0],
+                                   result, model, args.attention)
+            print(f"attention map: {args.attention}")
     if args.json:
-        print(json.dumps([{"image": str(p), "caption": c} for p, c in
-                          zip(paths, captions, strict=True)]))
+        print(json.dumps(done))
+    if failed:
+        print(f"ptlib caption: error: {len(failed)} of {len(paths)} image(s) could not be "
+              f"captioned: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
 def add_parser(subparsers: Any) -> None:
     """Add ``train``, ``eval`` and ``caption`` to the ``ptlib`` command line."""
+    from ptlib.cli import int_at_least
     from ptlib.train.runconfig import shipped_run_configs
 
     train = subparsers.add_parser(
@@ -156,7 +196,7 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
                        help="continue from CKPT, or from OUT/last.pt when given without a value")
     train.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
-    train.add_argument("--stop-at-epoch", type=int, metavar="N",
+    train.add_argument("--stop-at-epoch", type=int_at_least(1), metavar="N",
                        help="pause after N completed epochs (continue later with --resume)")
     train.set_defaults(func=_train)
 
@@ -171,9 +211,9 @@ def add_parser(subparsers: Any) -> None:
     evaluate.add_argument("--ckpt", required=True, help="a checkpoint written by ptlib train")
     evaluate.add_argument("--split", default="test",
                           help="split to caption: test (default), val, compositional (shapes)")
-    evaluate.add_argument("--beam", type=int, default=1,
+    evaluate.add_argument("--beam", type=int_at_least(1), default=1,
                           help="beam size; 1 (default) decodes greedily")
-    evaluate.add_argument("--max-images", type=int, default=0,
+    evaluate.add_argument("--max-images", type=int_at_least(0), default=0,
                           help="caption only the first N images (default: all)")
     evaluate.add_argument("--no-folds", action="store_true",
                           help="skip the floor / model / ceiling comparison on reference folds")
@@ -190,7 +230,7 @@ def add_parser(subparsers: Any) -> None:
     )
     caption.add_argument("--ckpt", required=True, help="a checkpoint written by ptlib train")
     caption.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    caption.add_argument("--beam", type=int, default=3, help="beam size (default 3; 1 = greedy)")
+    caption.add_argument("--beam", type=int_at_least(1), default=3, help="beam size (default 3; 1 = greedy)")
     caption.add_argument("--attention", metavar="OUT.png",
                          help="also draw the cross-attention of each word over the image")
     caption.add_argument("--json", action="store_true", help="also print the captions as JSON")

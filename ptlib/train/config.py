@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from ptlib.typecheck import check_fields
+
 
 @dataclass
 class TrainConfig:
@@ -86,12 +88,14 @@ class TrainConfig:
         """Build from a mapping (e.g. the ``train`` section of a YAML config).
 
         Raises:
-            ValueError: On unknown keys (the message lists the known ones).
+            ValueError: On unknown keys (the message lists the known ones) or a value of
+                the wrong type (naming the key: ``train.epochs=2.5: must be an integer``).
         """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"train config: unknown keys {unknown}; known keys: {sorted(known)}")
+        check_fields(cls, values, "train")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from ptlib.data.datasets import collate_captions
 from ptlib.data.loaders import CaptionData
 from ptlib.data.vocab import Vocabulary
 from ptlib.models import Captioner, CaptionerConfig
-from ptlib.train.checkpoint import load_checkpoint
+from ptlib.train.checkpoint import check_weights_match, load_checkpoint
 from ptlib.train.config import TrainConfig
 from ptlib.train.data import build_run_data
 from ptlib.train.distributed import DistEnv, cleanup_distributed, init_distributed
@@ -123,6 +123,7 @@ def train_run(
         )
         start = time.perf_counter()
         result = trainer.fit(resume=resume, stop_at_epoch=stop_at_epoch)
+        result.dropped = list(data.dropped)
         if env.is_main:
             course.atomic_write_text(
                 Path(out_dir) / "run.json",
@@ -166,10 +167,21 @@ def load_captioner(
             raise CheckpointError(
                 f"checkpoint {path} has no {key!r}: it was not written by ptlib train"
             )
-    vocab = Vocabulary(state["vocab"]["itos"], state["vocab"].get("counts"))
-    # The checkpoint holds every weight: never fetch pretrained ones again.
-    model_section = {**state["run_config"]["model"], "pretrained": False}
-    model = build_model(model_section, vocab).to(device)
+    run_config, saved_vocab = state["run_config"], state["vocab"]
+    if not isinstance(run_config, Mapping) or not isinstance(run_config.get("model"), Mapping):
+        raise CheckpointError(f"checkpoint {path}: its run_config has no model section")
+    if not isinstance(saved_vocab, Mapping) or not isinstance(saved_vocab.get("itos"), list):
+        raise CheckpointError(f"checkpoint {path}: its vocabulary has no 'itos' list")
+    try:
+        vocab = Vocabulary(saved_vocab["itos"], saved_vocab.get("counts"))
+        # The checkpoint holds every weight: never fetch pretrained ones again.
+        model_section = {**run_config["model"], "pretrained": False}
+        model = build_model(model_section, vocab)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {path}: its model config or vocabulary is invalid "
+                              f"({err})") from err
+    check_weights_match(model, state["model"], path)
+    model = model.to(device)
     model.load_state_dict(state["model"])
     model.eval()
-    return model, vocab, state["run_config"]
+    return model, vocab, dict(run_config)

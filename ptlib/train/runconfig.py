@@ -21,7 +21,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -103,9 +103,17 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[st
                 value = float(value)
             except ValueError:
                 pass
+        if any(not key.strip() for key in path):
+            raise ValueError(f"--set {item!r}: empty key in {dotted.strip()!r}; write "
+                             "section.key=value")
         node = config.setdefault(path[0], {})
-        for key in path[1:-1]:
+        for depth, key in enumerate(path[1:-1], 1):
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {item!r}: {'.'.join(path[:depth + 1])} is a value, "
+                                 "not a section")
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {item!r}: {path[0]} is not a section")
         node[path[-1]] = value
     return config
 
@@ -128,4 +136,65 @@ def load_run_config(
     config = _deep_merge(config, {k: values.get(k, {}) for k in SECTIONS})
     config["name"] = values.get("name") or Path(str(name_or_path)).stem
     config["description"] = values.get("description", config.get("description", ""))
-    return apply_overrides(config, overrides)
+    config = apply_overrides(config, overrides)
+    if not _seen:
+        check_run_config(config)
+    return config
+
+
+DATA_KEYS: dict[str, Any] = {
+    "dataset": Literal["shapes", "coco"],
+    "img_size": int,
+    "max_len": int | None,
+    "vocab_min_freq": int,
+    "vocab_max_size": int,
+    "train_reference": Literal["random", "first"],
+    "num_workers": int,
+    "coco_root": str | None,
+    "year": Literal[2014, 2017],
+    "split": str,
+    "karpathy_json": str,
+}
+"""Keys of a run config's ``data`` section besides the shapes generator's
+(:class:`ptlib.data.shapes.ShapesConfig`), with their types."""
+
+
+def check_run_config(config: Mapping[str, Any]) -> None:
+    """Check every section of a run config: unknown keys, value types and ranges.
+
+    Called by :func:`load_run_config`, so a bad ``--set`` fails before any work.
+
+    Raises:
+        ValueError: Naming the key, e.g. ``train.epochs=2.5: must be an integer`` or
+            ``data: unknown key nosuch; known keys: ...``.
+    """
+    from ptlib.data.shapes import ShapesConfig
+    from ptlib.models.config import CaptionerConfig
+    from ptlib.train.config import TrainConfig
+    from ptlib.typecheck import check_value, field_types
+
+    for section in SECTIONS:
+        if not isinstance(config.get(section, {}), Mapping):
+            raise ValueError(f"run config: section {section!r} must be a mapping")
+    data = dict(config.get("data", {}))
+    data_types = {**field_types(ShapesConfig), **DATA_KEYS}
+    unknown = sorted(str(k) for k in data if k not in data_types)
+    if unknown:
+        raise ValueError(
+            f"data: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"known keys: {', '.join(sorted(data_types))}"
+        )
+    for key, value in data.items():
+        check_value(value, data_types[key], f"data.{key}")
+    for key in ("img_size", "vocab_max_size", "num_workers", "vocab_min_freq"):
+        if key in data and data[key] < (0 if key == "num_workers" else 1):
+            raise ValueError(f"data.{key}={data[key]!r}: must be at least "
+                             f"{0 if key == 'num_workers' else 1}")
+    if data.get("dataset", "shapes") == "shapes":
+        try:
+            ShapesConfig.from_section(data)
+        except ValueError as err:
+            raise ValueError(f"data: {err}") from None
+    CaptionerConfig.from_dict({**dict(config.get("model", {})), "vocab_size": 1},
+                              source="run config model")
+    TrainConfig.from_dict(dict(config.get("train", {})))

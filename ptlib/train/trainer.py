@@ -36,7 +36,14 @@ from tqdm.auto import tqdm
 
 from ptlib.metrics.accuracy import token_accuracy_counts
 from ptlib.train.amp import autocast, make_scaler, resolve_amp
-from ptlib.train.checkpoint import load_checkpoint, save_checkpoint
+from ptlib.train.checkpoint import (
+    CheckpointError,
+    check_weights_match,
+    config_differences,
+    load_checkpoint,
+    remove_stale_temp_files,
+    save_checkpoint,
+)
 from ptlib.train.config import TrainConfig
 from ptlib.train.distributed import DistEnv, all_reduce_sum, broadcast_flag
 from ptlib.train.history import write_history
@@ -60,6 +67,10 @@ class FitResult:
         last_checkpoint: Path of ``last.pt`` (``None`` if none was written).
         best_checkpoint: Path of ``best.pt`` (``None`` if none was written).
         message: A sentence for the user about how the run ended.
+        skipped: ``(file, reason)`` of images left out while training because they
+            could not be read (dataset policy ``on_bad_image="skip"``).
+        dropped: ``(where, reason)`` of captions or images the annotation files listed
+            but the data left out (empty captions); filled by :func:`ptlib.train.train_run`.
     """
 
     status: str
@@ -67,6 +78,8 @@ class FitResult:
     last_checkpoint: Path | None = None
     best_checkpoint: Path | None = None
     message: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    dropped: list[tuple[str, str]] = field(default_factory=list)
 
 
 class StopSignal:
@@ -221,6 +234,7 @@ class Trainer:
         self.partial: dict[str, float] = {}
         self.best_score: float | None = None
         self.validations_without_gain = 0
+        self.skipped_images: dict[str, str] = {}  # file -> reason, found bad while training
 
     # ------------------------------------------------------------------ state
 
@@ -264,19 +278,45 @@ class Trainer:
         return save_checkpoint(self.out_dir / name, self.state_dict())
 
     def resume(self, path: str | Path) -> None:
-        """Load ``path`` and check that it belongs to this run's configuration."""
+        """Load ``path`` and check that it belongs to this run's configuration.
+
+        Nothing is loaded unless the saved train section, model and data sections,
+        vocabulary size and weight shapes all match this run.
+
+        Raises:
+            CheckpointError: The file cannot be read, or differs from this run
+                (the differing keys are named).
+        """
+        remove_stale_temp_files(self.out_dir)
         state = load_checkpoint(path, map_location=self.device)
-        saved_cfg = dict(state.get("train_config", {}))
         current = self.cfg.to_dict()
-        changed = sorted(
-            k for k in current if k not in ("num_workers", "log_every") and saved_cfg.get(k) != current[k]
-        )
+        changed = config_differences(dict(state.get("train_config", {})), current, "train",
+                                     ignore=("num_workers", "log_every"))
+        saved_run = state.get("run_config")
+        this_run = self.checkpoint_extra.get("run_config")
+        if isinstance(saved_run, Mapping) and isinstance(this_run, Mapping):
+            changed += config_differences(dict(saved_run.get("model", {})),
+                                          dict(this_run.get("model", {})), "model")
+            changed += config_differences(dict(saved_run.get("data", {})),
+                                          dict(this_run.get("data", {})), "data",
+                                          ignore=("num_workers", "coco_root"))
+        saved_vocab, this_vocab = state.get("vocab"), self.checkpoint_extra.get("vocab")
+        if isinstance(saved_vocab, Mapping) and isinstance(this_vocab, Mapping):
+            sizes = len(saved_vocab.get("itos", [])), len(this_vocab.get("itos", []))
+            if sizes[0] != sizes[1]:
+                changed.append(f"vocabulary size: {sizes[0]} -> {sizes[1]}")
         if changed:
-            details = ", ".join(f"{k}: {saved_cfg.get(k)!r} -> {current[k]!r}" for k in changed)
-            raise ValueError(
-                f"cannot resume from {path}: the train config changed ({details}); "
+            raise CheckpointError(
+                f"cannot resume from {path}: the run config changed ({'; '.join(changed)}); "
                 "resume with the same config, or start a new run in another folder"
             )
+        missing = [k for k in ("model", "optimizer", "scheduler", "scaler", "rng", "epoch",
+                               "batch_in_epoch", "step", "history", "partial", "best_score",
+                               "validations_without_gain") if k not in state]
+        if missing:
+            raise CheckpointError(f"cannot resume from {path}: it lacks {', '.join(missing)} "
+                                  "(not a training checkpoint of ptlib train)")
+        check_weights_match(self.model, state["model"], path)
         self.load_state_dict(state)
 
     # --------------------------------------------------------------- the loop
@@ -319,6 +359,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         status = "done"
         for batch in self.loader:
+            for file, reason in getattr(batch, "skipped", None) or []:
+                self.skipped_images.setdefault(file, reason)
             index = self.batch_in_epoch
             last_of_step = (index + 1) % cfg.grad_accum == 0 or index + 1 == total_micro
             sync = contextlib.nullcontext()
@@ -458,6 +500,8 @@ class Trainer:
             How the run ended, with its history and checkpoint paths.
         """
         last, best = self.out_dir / "last.pt", self.out_dir / "best.pt"
+        if self.env.is_main:
+            remove_stale_temp_files(self.out_dir)
         if resume == "auto":
             resume = last if last.is_file() else None
         if resume is not None:
@@ -491,8 +535,10 @@ class Trainer:
             "run the same command with --resume to continue",
             "nan": f"the loss became NaN/inf in epoch {self.epoch + 1} at batch "
             f"{self.batch_in_epoch}; training stopped and the last good checkpoint "
-            f"({last if last.is_file() else 'none yet'}) was kept. Lower train.lr or enable "
-            "train.grad_clip",
+            f"({last if last.is_file() else 'none yet'}) was kept. " + (
+                f"Lower train.lr (gradient clipping is already on: train.grad_clip="
+                f"{self.cfg.grad_clip})" if self.cfg.grad_clip > 0 else
+                "Lower train.lr or set train.grad_clip (e.g. 1.0)"),
         }
         return FitResult(
             status=status,
@@ -500,4 +546,5 @@ class Trainer:
             last_checkpoint=last if last.is_file() else None,
             best_checkpoint=best if best.is_file() else None,
             message=messages[status],
+            skipped=sorted(self.skipped_images.items()),
         )

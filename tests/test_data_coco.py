@@ -141,10 +141,15 @@ def test_official_coco_split_via_records_and_pycocotools(coco_root, tmp_path):
         coco_caption_records(tmp_path, "val")
 
 
-def test_gpu_profile_builds_coco_datasets_from_the_karpathy_file(coco_root):
-    data = build_caption_data("gpu", root=coco_root, splits=("train", "test"))
+def test_coco_run_config_builds_coco_datasets_from_the_karpathy_file(coco_root):
+    from ptlib import course
+    from ptlib.train import load_run_config
+
+    section = load_run_config("coco_vit_b16")["data"]
+    profile = course.Profile(name="run", description="coco", seed=0, settings={"data": section})
+    data = build_caption_data(profile, root=coco_root, splits=("train", "test"))
     assert data.name == "coco" and data.img_size == 224
     assert len(data.datasets["train"]) == 3 and len(data.datasets["test"]) == 2
     assert data.datasets["test"][0].image.shape == (3, 224, 224)
     with pytest.raises(FileNotFoundError, match="ptlib data coco --root"):
-        build_caption_data("gpu", root=coco_root / "nothing-here")
+        build_caption_data(profile, root=coco_root / "nothing-here")

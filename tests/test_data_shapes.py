@@ -231,8 +231,12 @@ def test_ensure_shapes_dataset_generates_once_under_a_parameter_key(isolated_dir
     assert (root / "shapes.json").stat().st_mtime_ns == stamp  # not regenerated
     assert not [p for p in root.parent.iterdir() if p.name.startswith(".")]  # no temp left
     assert ShapesConfig(img_size=64, n_train=64).key() != ShapesConfig(img_size=96, n_train=64).key()
+    from ptlib import course
+
+    coco_data = course.Profile(name="x", description="", seed=0,
+                               settings={"data": {"dataset": "coco"}})
     with pytest.raises(ValueError, match="coco"):
-        ensure_shapes_dataset("gpu")
+        ensure_shapes_dataset(coco_data)
 
 
 def test_cli_shapes_writes_the_dataset(tmp_path, capsys):

@@ -14,7 +14,13 @@ from ptlib.experiments import config_name, trained_captioner
 def test_config_names_per_profile():
     assert config_name("vit", course.get_profile("ci")) == "shapes_vit_ci"
     assert config_name("convnext", course.get_profile("cpu")) == "shapes_convnext"
-    assert config_name("vit", course.get_profile("gpu")) == "coco_vit_b16"
+    assert config_name("vit", course.get_profile("gpu")) == "shapes_vit_gpu"
+    coco = course.get_profile("coco", check_data=False)
+    assert config_name("vit", coco) == "shapes_vit_gpu"  # chapters 5-9: the embedded data
+    assert config_name("vit", coco, dataset="coco") == "coco_vit_b16"
+    assert config_name("convnext", coco, dataset="coco") == "coco_convnext_t"
+    with pytest.raises(ValueError, match="coco_runs"):
+        config_name("vit", course.get_profile("gpu"), dataset="coco")
     with pytest.raises(ValueError, match="backbone"):
         config_name("resnet", course.get_profile("ci"))
 

@@ -88,7 +88,13 @@ def test_grounding_study_scores_every_ratio_then_loads(circle_runs, monkeypatch)
 
 
 def test_grounding_is_a_results_job_only_where_there_are_boxes():
-    assert "grounding" in _experiments(course.get_profile("ci"))
-    assert "grounding" not in _experiments(course.get_profile("gpu"))
+    for name in ("ci", "gpu"):
+        assert "grounding" in _experiments(course.get_profile(name))
+    coco = course.get_profile("coco", check_data=False)
+    assert "grounding" in _experiments(coco) and "coco-vit" in _experiments(coco)
+    ci = course.get_profile("ci")
+    boxless = course.Profile(name="x", description="", seed=0,
+                             settings={**ci.settings, "data": {"dataset": "coco"}})
+    assert "grounding" not in _experiments(boxless)
     with pytest.raises(ValueError, match="shapes dataset"):
-        grounding_study("gpu")
+        grounding_study(boxless)

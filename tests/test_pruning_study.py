@@ -116,12 +116,15 @@ def test_inference_pruning_rejects_what_the_encoder_cannot_do() -> None:
 
 
 def test_every_profile_with_a_study_has_valid_settings() -> None:
-    for name in ("ci", "cpu"):
+    for name in ("ci", "cpu", "gpu"):
         settings = study_settings(course.get_profile(name))
         models = study_models(settings)
         assert {m.backbone for m in models} == {"vit", "convnext"}
         assert all(m.seeds for m in models)
-    assert study_profile("gpu").name == "cpu"
+    assert study_profile("gpu").name == "gpu"
+    assert study_profile(course.get_profile("coco", check_data=False)).name == "coco"
+    no_study = course.Profile(name="x", description="", seed=0, settings={"data": {}})
+    assert study_profile(no_study).name == "cpu"
     assert study_profile("ci").name == "ci"
 
 

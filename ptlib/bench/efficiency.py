@@ -48,12 +48,9 @@ from ptlib.bench.memory import GIB, implied_max_batch, training_memory
 PAPER_RUNS: tuple[str, ...] = ("coco_vit_b16", "coco_convnext_t")
 """Run configs of the paper's setup (their model sections, with ``pretrained=false``)."""
 
-SHAPES_RUNS: dict[str, tuple[str, ...]] = {
-    "ci": ("shapes_vit_ci", "shapes_convnext_ci"),
-    "cpu": ("shapes_vit", "shapes_convnext"),
-    "gpu": ("shapes_vit", "shapes_convnext"),
-}
-"""Run configs of the shapes captioners, per profile."""
+def shapes_runs(profile: course.Profile) -> tuple[str, ...]:
+    """Run configs of the shapes captioners of a profile (:func:`ptlib.course.run_config_names`)."""
+    return tuple(course.run_config_names(profile).values())
 
 PAPER_PRUNE_RATIO: float = 0.3
 """The paper's prune ratio (Table 1), the one its batch-size claim is about."""
@@ -76,7 +73,7 @@ AMP_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat1
 # ---------------------------------------------------------------------------
 
 
-def load_setup(run_name: str) -> dict[str, Any]:
+def load_setup(run_name: str, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """One captioner setup from a run config: its model section and sizes, as plain data.
 
     ``vocab_size`` is the run config's vocabulary cap (``data.vocab_max_size``, 2033
@@ -88,7 +85,7 @@ def load_setup(run_name: str) -> dict[str, Any]:
     """
     from ptlib.train import load_run_config
 
-    config = load_run_config(run_name, ["model.pretrained=false"])
+    config = load_run_config(run_name, [*overrides, "model.pretrained=false"])
     model = dict(config["model"])
     data = config["data"]
     if "vocab_max_size" not in data:
@@ -117,7 +114,7 @@ def efficiency_config(profile: course.Profile, *, paper_latency: bool = False) -
     """
     ratios = [float(r) for r in profile.section("model")["prune_ratios"]]
     small = profile.name == "ci"
-    shapes = [load_setup(name) for name in SHAPES_RUNS[profile.name]]
+    shapes = [load_setup(name, course.run_overrides(profile)) for name in shapes_runs(profile)]
     paper = [] if small else [load_setup(name) for name in PAPER_RUNS]
     return {
         "profile": profile.name,

@@ -16,7 +16,7 @@ def _shapes(args: argparse.Namespace) -> int:
     profile = course.get_profile(args.profile)
     section = profile.section("data")
     if section.get("dataset", "shapes") != "shapes":
-        section = {}  # e.g. the gpu profile trains on COCO: start from the generator defaults
+        section = {}  # a profile section without shapes: start from the generator defaults
     config = ShapesConfig.from_section(section)
     overrides = {
         f.name: getattr(args, f.name) for f in fields(ShapesConfig) if getattr(args, f.name, None)
@@ -79,7 +79,7 @@ def add_parser(subparsers: Any) -> None:
         "data section (PTLIB_PROFILE or --profile).",
     )
     shapes.add_argument("--out", type=Path, help="output folder")
-    shapes.add_argument("--profile", help="ci, cpu or gpu (default: PTLIB_PROFILE)")
+    shapes.add_argument("--profile", help="ci, cpu, gpu or coco (default: PTLIB_PROFILE)")
     shapes.add_argument("--n-train", dest="n_train", type=int, help="training images")
     shapes.add_argument("--n-val", dest="n_val", type=int, help="validation images")
     shapes.add_argument("--n-test", dest="n_test", type=int, help="test images")

@@ -8,7 +8,7 @@
                         collate_fn=collate_captions)
 
 The ``data`` section of ``ptlib/configs/profiles.yaml`` says which dataset
-(``dataset: shapes`` for ci/cpu, ``dataset: coco`` for gpu), its size, the
+(``dataset: shapes`` for every shipped profile; ``coco`` in a run config), its size, the
 input size and the vocabulary caps.
 """
 

@@ -1,7 +1,9 @@
 """The course's trained captioners: trained once per profile, stored, loaded by the chapters.
 
-:func:`trained_captioner` trains a run config (``shapes_vit`` / ``shapes_convnext``
-under the ``cpu`` profile, their ``_ci`` versions under ``ci``), evaluates it on
+:func:`trained_captioner` trains a run config (the profile's ``runs`` in
+``ptlib/configs/profiles.yaml``: ``shapes_vit`` / ``shapes_convnext`` under ``cpu``,
+their ``_ci`` versions under ``ci``, ``_gpu`` under ``gpu`` and ``coco``; the paper's
+``coco_vit_b16`` / ``coco_convnext_t`` with ``dataset="coco"``), evaluates it on
 the held-out splits, and stores the result through :func:`ptlib.course.run_or_load`:
 ``results/<profile>/captioners/<name>/<key>.json`` with its config, seed, versions,
 machine and wall time, plus a slim checkpoint (weights in float16, no optimizer
@@ -58,13 +60,19 @@ class TrainedRun:
         return load_captioner(self.checkpoint, device)
 
 
-def config_name(backbone: str, profile: course.Profile) -> str:
-    """The shipped run config of a backbone under a profile."""
+def config_name(backbone: str, profile: course.Profile, dataset: str = "shapes") -> str:
+    """The shipped run config of a backbone under a profile
+    (:func:`ptlib.course.run_config_names`).
+
+    Args:
+        backbone: ``"vit"`` or ``"convnext"``.
+        profile: The profile.
+        dataset: ``"shapes"`` (chapters 5 to 9, every profile) or ``"coco"`` (the
+            ``coco`` profile's paper runs).
+    """
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
-    if profile.name == "gpu":
-        return {"vit": "coco_vit_b16", "convnext": "coco_convnext_t"}[backbone]
-    return f"shapes_{backbone}" + ("_ci" if profile.name == "ci" else "")
+    return course.run_config_names(profile, dataset)[backbone]
 
 
 def slim_checkpoint(source: Path, target: Path) -> Path:
@@ -107,6 +115,7 @@ def trained_captioner(
     splits: Sequence[str] = ("test", "compositional"),
     tag: str = "",
     force: bool = False,
+    dataset: str = "shapes",
 ) -> TrainedRun:
     """Train (or load) the course's captioner for a backbone under a profile.
 
@@ -118,11 +127,16 @@ def trained_captioner(
         splits: Held-out splits to evaluate (none: train and store only).
         tag: A name suffix for variants (e.g. ``"memorise"``).
         force: Retrain even when a stored result matches.
+        dataset: ``"shapes"`` (the profile's ``runs``) or ``"coco"`` (the ``coco``
+            profile's paper runs, reading COCO from :func:`ptlib.course.coco_root`).
     """
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
-    name = config_name(backbone, profile)
-    config = load_run_config(name, overrides)
+    name = config_name(backbone, profile, dataset)
+    extra = course.run_overrides(profile, dataset)
+    if dataset == "coco":
+        extra = [f"data.coco_root={course.require_coco(profile)}"]
+    config = load_run_config(name, [*extra, *overrides])
     run_name = name + (f"_{tag}" if tag else "")
     key_config = {"profile": profile.name, "run": run_name, "config": config,
                   "splits": list(splits)}

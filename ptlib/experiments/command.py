@@ -22,6 +22,10 @@ def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
         "convnext", profile, overrides=train_section.get("memorise_overrides", []),
         tag="memorise", force=force)
     jobs["efficiency"] = lambda force: _efficiency(profile, force)
+    if "coco_runs" in profile.settings:  # the coco profile: the paper's COCO captioners
+        for backbone in BACKBONES:
+            jobs[f"coco-{backbone}"] = lambda force, b=backbone: trained_captioner(
+                b, profile, dataset="coco", force=force)
     if "study" in profile.settings:
         from ptlib.experiments.pruning_study import pruning_study, study_labels
 
@@ -73,7 +77,7 @@ def add_parser(subparsers: Any) -> None:
         "storing each result with its config, seed, versions, machine and wall time in "
         "results/<profile>/. Finished experiments are loaded, interrupted trainings resume.",
     )
-    parser.add_argument("--profile", help="ci, cpu or gpu (default: PTLIB_PROFILE or cpu/gpu)")
+    parser.add_argument("--profile", help="ci, cpu, gpu or coco (default: PTLIB_PROFILE or cpu/gpu)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
     parser.add_argument("--force", action="store_true", help="rerun even stored experiments")
     parser.add_argument("--list", action="store_true", help="print the experiment names and exit")

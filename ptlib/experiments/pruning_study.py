@@ -129,7 +129,8 @@ def study_profile(profile: course.Profile | str | None = None) -> course.Profile
     """The profile whose study to show: the given one, or ``cpu`` if it has no study.
 
     The study needs the embedded dataset's ground truth (kept-object recall,
-    correctness), so the ``gpu`` profile (COCO) shows the ``cpu`` profile's study.
+    correctness); every shipped profile has one (``coco`` runs ``gpu``'s on the
+    embedded dataset), so ``cpu`` is only the fallback for a profile without one.
     """
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
@@ -260,7 +261,8 @@ def _stored_sweep(
     """
     name = config_name(backbone, profile)
     key_config = {"model_run": name + (f"_{tag}" if tag else ""),
-                  "model_config": load_run_config(name, overrides),
+                  "model_config": load_run_config(name, [*course.run_overrides(profile),
+                                                         *overrides]),
                   "settings": {k: settings[k] for k in SWEEP_KEYS},
                   "first_seed": first_seed, "trained_method": trained_method,
                   "metrics": SWEEP_METRICS_VERSION}

@@ -277,8 +277,9 @@ def colorbar(
         **kwargs: Passed to :meth:`matplotlib.figure.Figure.colorbar`
             (default ``shrink=0.9``, ``fraction=0.05``, ``pad=0.02``).
     """
-    axes = np.ravel(np.asarray(ax, dtype=object)).tolist()
-    fig = axes[0].figure
+    given = np.ravel(np.asarray(ax, dtype=object)).tolist()
+    fig = mappable.axes.figure if getattr(mappable, "axes", None) else given[0].figure
+    axes = [a for a in given if a in fig.axes]  # removed (empty) panels are skipped
     kwargs.setdefault("shrink", 0.9)
     kwargs.setdefault("fraction", 0.05)
     kwargs.setdefault("pad", 0.02)

@@ -9,7 +9,10 @@ The chapter-8 demo (:mod:`ptlib.viz.demo`) is imported from its module.
 
 from ptlib.viz.attention import (
     attention_grid,
+    draw_attention_maps,
+    draw_attention_overlay,
     draw_kept_tokens,
+    draw_token_scores,
     draw_word_attention,
     upsample_grid,
 )
@@ -34,9 +37,12 @@ __all__ = [
     "backbone_colour",
     "colorbar",
     "attention_grid",
+    "draw_attention_maps",
+    "draw_attention_overlay",
     "draw_confusion_matrix",
     "draw_kept_tokens",
     "draw_pipeline",
+    "draw_token_scores",
     "draw_training_curves",
     "draw_word_attention",
     "format_epoch_log",

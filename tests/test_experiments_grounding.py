@@ -15,7 +15,7 @@ from ptlib import course
 from ptlib.experiments import TrainedRun, config_name
 from ptlib.experiments import grounding as grounding_module
 from ptlib.experiments.command import _experiments
-from ptlib.experiments.grounding import grounding_study
+from ptlib.experiments.grounding import GroundingModel, grounding_models, grounding_study
 from ptlib.metrics import load_ground_truth
 from ptlib.models import num_kept
 from ptlib.train.checkpoint import save_checkpoint
@@ -24,10 +24,11 @@ from ptlib.train.run import build_model
 from ptlib.train.runconfig import load_run_config
 
 
-def _circle_captioner(backbone: str, profile: course.Profile, **_: object) -> TrainedRun:
+def _circle_captioner(backbone: str, profile: course.Profile, *, overrides=(), tag: str = "",
+                      **_: object) -> TrainedRun:
     """An untrained ci captioner that always says "circle", stored like a trained one."""
-    name = config_name(backbone, profile)
-    config = load_run_config(name)
+    name = config_name(backbone, profile) + (f"_{tag}" if tag else "")
+    config = load_run_config(config_name(backbone, profile), list(overrides))
     vocab = build_run_data(config["data"], splits=("test",)).vocab
     torch.manual_seed(0)
     model = build_model(config["model"], vocab)
@@ -54,7 +55,11 @@ def test_grounding_study_scores_every_ratio_then_loads(circle_runs, monkeypatch)
     result = grounding_study(profile)
     ratios = [float(r) for r in profile.section("model")["prune_ratios"]]
     assert result["ratios"] == ratios and result["split"] == "test"
-    assert set(result["backbones"]) == {"vit", "convnext"}
+    assert set(result["models"]) == {m.name for m in grounding_models(profile)}
+    assert set(result["models"]) == {"vit", "convnext", "convnext_s16"}
+    tokens = {name: entry["tokens"] for name, entry in result["models"].items()}
+    assert tokens["convnext_s16"] == tokens["vit"] < tokens["convnext"]  # equal-token ConvNeXt
+    assert result["models"]["convnext_s16"]["run"] == "shapes_convnext_ci_s16"
 
     config = load_run_config(config_name("vit", profile))
     data = build_run_data(config["data"], splits=("test",))
@@ -63,7 +68,7 @@ def test_grounding_study_scores_every_ratio_then_loads(circle_runs, monkeypatch)
     assert 0 < with_circle < len(truth)
     steps = config["model"]["max_len"] - 1  # the captioner never stops: "circle" every step
 
-    for backbone, entry in result["backbones"].items():
+    for backbone, entry in result["models"].items():
         assert [row["ratio"] for row in entry["results"]] == ratios
         assert entry["grid"][0] * entry["grid"][1] == entry["tokens"]
         for row in entry["results"]:
@@ -87,6 +92,32 @@ def test_grounding_study_scores_every_ratio_then_loads(circle_runs, monkeypatch)
         grounding_study(profile, ratios=[0.0, 0.9])  # another config is computed
 
 
+def test_adding_a_model_leaves_the_stored_results_of_the_others(circle_runs, monkeypatch):
+    profile = course.get_profile("ci")
+    first = grounding_study(profile, models=["vit"])
+    scored = []
+    original = grounding_module.score_pointing
+
+    def counting(model, *args, **kwargs):
+        scored.append(model.encoder.num_tokens)
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(grounding_module, "score_pointing", counting)
+    everything = grounding_study(profile)
+    assert everything["models"]["vit"] == first["models"]["vit"]
+    n_ratios = len(profile.section("model")["prune_ratios"])
+    assert len(scored) == 2 * n_ratios  # convnext and convnext_s16 only
+    with pytest.raises(ValueError, match="convnext_s8"):
+        grounding_study(profile, models=["convnext_s8"])
+
+
+def test_grounding_models_come_from_the_profile():
+    models = {m.name: m for m in grounding_models("cpu")}
+    assert models["vit"] == GroundingModel("vit", "vit") and models["vit"].tag == ""
+    assert models["convnext_s16"].overrides == ("model.feature_stride=16",)
+    assert models["convnext_s16"].tag == "s16"
+
+
 def test_grounding_is_a_results_job_only_where_there_are_boxes():
     for name in ("ci", "gpu"):
         assert "grounding" in _experiments(course.get_profile(name))
@@ -96,5 +127,6 @@ def test_grounding_is_a_results_job_only_where_there_are_boxes():
     boxless = course.Profile(name="x", description="", seed=0,
                              settings={**ci.settings, "data": {"dataset": "coco"}})
     assert "grounding" not in _experiments(boxless)
+    assert "captioner-convnext_s16" in _experiments(course.get_profile("cpu"))
     with pytest.raises(ValueError, match="shapes dataset"):
         grounding_study(boxless)

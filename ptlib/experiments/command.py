@@ -33,8 +33,12 @@ def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
             jobs[f"study-{label}"] = lambda force, only=label: pruning_study(
                 profile, only=[only], force=force)
     if profile.section("data").get("dataset", "shapes") == "shapes":  # needs object boxes
-        from ptlib.experiments.grounding import grounding_study
+        from ptlib.experiments.grounding import grounding_models, grounding_study
 
+        for spec in grounding_models(profile):
+            if spec.overrides:  # the course captioners are jobs already
+                jobs[f"captioner-{spec.name}"] = lambda force, s=spec: s.captioner(
+                    profile, force=force)
         jobs["grounding"] = lambda force: grounding_study(profile, force=force)
     return jobs
 

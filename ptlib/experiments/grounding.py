@@ -1,15 +1,17 @@
 """The pointing game of the course's captioners at several inference prune ratios.
 
-For each backbone in :data:`~ptlib.experiments.captioners.BACKBONES`,
-:func:`grounding_study` loads the course captioner
+For each model of the profile's ``grounding`` section (:func:`grounding_models`:
+the course captioners, and ConvNeXt at stride 16, which gives as many tokens as the
+ViT), :func:`grounding_study` loads its captioner
 (:func:`~ptlib.experiments.captioners.trained_captioner`, itself run-or-load),
 captions the held-out test split greedily with cross-attention at every ratio of
 the profile's ``model.prune_ratios`` (the model's own pruning method, swapped in
 at inference with :func:`ptlib.models.inference_pruning`; ratio 0 keeps every
-token), and plays the pointing game (:mod:`ptlib.metrics.grounding`). The result
-is stored with :func:`ptlib.course.run_or_load` under
-``results/<profile>/grounding/``, keyed by the runs' configs and checkpoints, so
-a retrained captioner is scored again. ``ptlib results --only grounding`` runs it.
+token), and plays the pointing game (:mod:`ptlib.metrics.grounding`). Each model's
+result is stored with :func:`ptlib.course.run_or_load` under
+``results/<profile>/grounding/<model>/``, keyed by that run's config and
+checkpoint, so a retrained captioner is scored again and adding a model leaves the
+others' results valid. ``ptlib results --only grounding`` runs it.
 
 Only the shapes dataset has the object boxes the game needs.
 """
@@ -17,6 +19,7 @@ Only the shapes dataset has the object boxes the game needs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,7 +28,7 @@ from torch.utils.data import DataLoader, Subset
 from ptlib import course
 from ptlib.data.datasets import CaptionDataset, collate_captions
 from ptlib.data.vocab import Vocabulary
-from ptlib.experiments.captioners import BACKBONES, trained_captioner
+from ptlib.experiments.captioners import BACKBONES, TrainedRun, trained_captioner
 from ptlib.metrics.correctness import SceneTruth, load_ground_truth
 from ptlib.metrics.grounding import PointingGame, generated_words
 from ptlib.models.captioner import Captioner
@@ -34,6 +37,55 @@ from ptlib.train.data import build_run_data, instances_path
 
 SPLIT = "test"
 """The split the study scores (held out from training)."""
+
+
+@dataclass(frozen=True)
+class GroundingModel:
+    """One captioner of the pointing game.
+
+    Attributes:
+        name: Its label, e.g. ``"convnext_s16"``.
+        backbone: ``"vit"`` or ``"convnext"``.
+        overrides: Run-config overrides (``--set`` form) on the course's run config;
+            none means the course captioner itself.
+    """
+
+    name: str
+    backbone: str
+    overrides: tuple[str, ...] = ()
+
+    @property
+    def tag(self) -> str:
+        """The run-name suffix of its captioner (``""`` for the course captioner)."""
+        if not self.overrides:
+            return ""
+        return self.name.removeprefix(f"{self.backbone}_") or self.name
+
+    def captioner(self, profile: course.Profile, *, force: bool = False) -> TrainedRun:
+        """Train (or load) this model's captioner under a profile."""
+        return trained_captioner(self.backbone, profile, overrides=list(self.overrides),
+                                 tag=self.tag, force=force)
+
+
+def grounding_models(profile: course.Profile | str | None = None) -> list[GroundingModel]:
+    """The models of a profile's ``grounding`` section (default: one per backbone).
+
+    Raises:
+        ValueError: If a model names no known backbone.
+    """
+    if not isinstance(profile, course.Profile):
+        profile = course.get_profile(profile)
+    specs = profile.settings.get("grounding", {}).get("models")
+    if not specs:
+        return [GroundingModel(backbone, backbone) for backbone in BACKBONES]
+    models = []
+    for name, spec in specs.items():
+        backbone = spec.get("backbone") if isinstance(spec, dict) else None
+        if backbone not in BACKBONES:
+            raise ValueError(f"profiles.yaml {profile.name}.grounding.models.{name}: backbone "
+                             f"must be one of {BACKBONES}, got {backbone!r}")
+        models.append(GroundingModel(name, backbone, tuple(spec.get("set", []))))
+    return models
 
 
 @torch.no_grad()
@@ -87,26 +139,27 @@ def score_pointing(
 def grounding_study(
     profile: course.Profile | str | None = None,
     *,
-    backbones: Sequence[str] = BACKBONES,
+    models: Sequence[str] | None = None,
     ratios: Sequence[float] | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Run (or load) the pointing game per backbone and inference prune ratio.
+    """Run (or load) the pointing game per model and inference prune ratio.
 
     Args:
         profile: A profile or its name (default: the active one).
-        backbones: Which course captioners to score.
+        models: Which models of :func:`grounding_models` to score (default: all).
         ratios: Inference prune ratios (default: the profile's ``model.prune_ratios``).
         force: Recompute even when a stored result matches (the captioners
             themselves are loaded, not retrained).
 
     Returns:
-        A dict with ``split``, ``ratios`` and ``backbones``: for each backbone its
-        ``run``, ``encoder``, ``grid``, ``tokens``, ``trained_method`` and
-        ``results``, a list with one :func:`score_pointing` dict per ratio.
+        A dict with ``split``, ``ratios`` and ``models``: for each model its
+        ``run``, ``backbone``, ``encoder``, ``grid``, ``tokens``, ``trained_method``
+        and ``results``, a list with one :func:`score_pointing` dict per ratio.
 
     Raises:
-        ValueError: If the profile's data is not the shapes dataset (no object boxes).
+        ValueError: If the profile's data is not the shapes dataset (no object
+            boxes), or ``models`` names an unknown model.
     """
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
@@ -116,29 +169,36 @@ def grounding_study(
                          f"{profile.name!r} uses data.dataset={dataset_name!r}")
     ratios = [float(r) for r in (ratios if ratios is not None
                                  else profile.section("model")["prune_ratios"])]
-    runs = {backbone: trained_captioner(backbone, profile) for backbone in backbones}
-    key = {
-        "profile": profile.name, "split": SPLIT, "ratios": ratios, "decoding": "greedy",
-        "runs": {b: {"run": r.name, "checkpoint": r.checkpoint.name, "config": r.config}
-                 for b, r in runs.items()},
+    known = grounding_models(profile)
+    unknown = sorted(set(models or ()) - {m.name for m in known})
+    if unknown:
+        raise ValueError(f"models={unknown}: the pointing game's models are "
+                         f"{[m.name for m in known]}")
+    chosen = [m for m in known if models is None or m.name in models]
+    out: dict[str, Any] = {"split": SPLIT, "ratios": ratios, "models": {}}
+    for spec in chosen:
+        trained = spec.captioner(profile)
+        key = {"profile": profile.name, "split": SPLIT, "ratios": ratios, "decoding": "greedy",
+               "run": trained.name, "checkpoint": trained.checkpoint.name,
+               "config": trained.config}
+        stored = course.run_or_load(f"{profile.name}/grounding/{spec.name}", key,
+                                    lambda trained=trained: _play(trained, ratios), force=force)
+        out["models"][spec.name] = {"backbone": spec.backbone, **stored}
+    return out
+
+
+def _play(trained: TrainedRun, ratios: Sequence[float]) -> dict[str, Any]:
+    """The pointing game of one trained captioner at every ratio."""
+    device = course.pick_device()
+    model, vocab, config = trained.load(device)
+    data = build_run_data(config["data"], splits=(SPLIT,), vocab=vocab)
+    truth = load_ground_truth(instances_path(data, SPLIT))
+    return {
+        "run": trained.name,
+        "encoder": model.encoder.name,
+        "grid": list(model.encoder.grid),
+        "tokens": model.encoder.num_tokens,
+        "trained_method": model.pruner.method,
+        "results": [score_pointing(model, vocab, data.datasets[SPLIT], truth, ratio=r,
+                                   device=device) for r in ratios],
     }
-
-    def run() -> dict[str, Any]:
-        device = course.pick_device()
-        out: dict[str, Any] = {"split": SPLIT, "ratios": ratios, "backbones": {}}
-        for backbone, trained in runs.items():
-            model, vocab, config = trained.load(device)
-            data = build_run_data(config["data"], splits=(SPLIT,), vocab=vocab)
-            truth = load_ground_truth(instances_path(data, SPLIT))
-            out["backbones"][backbone] = {
-                "run": trained.name,
-                "encoder": model.encoder.name,
-                "grid": list(model.encoder.grid),
-                "tokens": model.encoder.num_tokens,
-                "trained_method": model.pruner.method,
-                "results": [score_pointing(model, vocab, data.datasets[SPLIT], truth, ratio=r,
-                                           device=device) for r in ratios],
-            }
-        return out
-
-    return course.run_or_load(f"{profile.name}/grounding", key, run, force=force)

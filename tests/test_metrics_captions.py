@@ -212,7 +212,10 @@ def test_spice_is_reported_unavailable_and_never_downloaded(scorer, monkeypatch)
     monkeypatch.setattr(captions_module, "_SPICE_CORENLP_JARS", ("no-such-corenlp.jar",))
     result = score_captions(REFERENCES, PREDICTIONS, metrics=("BLEU", "SPICE"))
     assert result["SPICE"] is None
-    assert "CoreNLP" in result["unavailable"]["SPICE"]
+    if java_available():
+        assert "CoreNLP" in result["unavailable"]["SPICE"]
+    else:  # checked before the CoreNLP jars: without Java, SPICE cannot run at all
+        assert result["unavailable"]["SPICE"] == "java not found on PATH (SPICE runs in Java)"
     assert result["BLEU-2"] == pytest.approx(scorer.score(REFERENCES, PREDICTIONS)["BLEU-2"])
     assert "METEOR" not in result  # only the requested metrics
 

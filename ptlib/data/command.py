@@ -29,6 +29,9 @@ def _shapes(args: argparse.Namespace) -> int:
         root = ensure_shapes_dataset(profile)
         print(f"shapes dataset of profile {profile.name}: {root}")
         return 0
+    from ptlib.errors import check_output_dir
+
+    check_output_dir(args.out, "--out")
     summary = generate_shapes_dataset(Path(args.out), config, verbose=not args.quiet)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -96,8 +96,10 @@ class MeteorProcess:
             raise ExternalToolError(f"METEOR: cannot start java ({err.strerror or err})") from err
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
-        threading.Thread(target=self._pump_stdout, daemon=True).start()
-        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        self._threads = [threading.Thread(target=self._pump_stdout, daemon=True),
+                         threading.Thread(target=self._pump_stderr, daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
     def _pump_stdout(self) -> None:
         assert self.process.stdout is not None
@@ -117,7 +119,12 @@ class MeteorProcess:
         return " | ".join(causes[-3:])[-600:]
 
     def _fail(self, what: str) -> ExternalToolError:
+        process = self.process
+        if process is not None and process.poll() is not None:
+            what = f"exited (status {process.returncode}) before answering"
         self.close()
+        for thread in self._threads:  # the process is gone: its pipes end soon
+            thread.join(timeout=5)
         tail = self.stderr_tail()
         said = f"; java said: {tail}" if tail else ""
         return ExternalToolError(
@@ -130,7 +137,12 @@ class MeteorProcess:
             assert self.process.stdin is not None
             self.process.stdin.write(f"{line}\n".encode())
             self.process.stdin.flush()
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, AssertionError) as err:
+            if self.process is not None:
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
             raise self._fail(f"stopped accepting input ({err})") from err
 
     def _answer(self) -> str:
@@ -139,8 +151,12 @@ class MeteorProcess:
         except queue.Empty:
             raise self._fail(f"gave no answer within {self.timeout:g} s") from None
         if line is None:
-            code = self.process.poll()
-            raise self._fail(f"exited (status {code}) before answering")
+            if self.process is not None:
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            raise self._fail("stopped answering")
         return line
 
     def compute_score(

@@ -88,7 +88,12 @@ def train_run(
         How the run ended (:class:`ptlib.train.trainer.FitResult`), with ``wall_time_s``
         and the run config recorded in ``out_dir/run.json``.
     """
+    from ptlib.errors import check_output_dir
+    from ptlib.train.runconfig import check_run_config
+
+    check_run_config(config)
     cfg = TrainConfig.from_dict(dict(config.get("train", {})))
+    check_output_dir(out_dir, "output folder")  # before any work, not after an epoch
     device = course.pick_device(device)
     env: DistEnv = init_distributed(device)
     if env.distributed and device.type == "cuda":

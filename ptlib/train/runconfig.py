@@ -52,7 +52,10 @@ def _read_yaml(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
     try:
         values = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"run config {source} is not valid YAML: {err}") from err
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        reason = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ValueError(f"run config {source} is not valid YAML{at}: {reason}") from err
     if not isinstance(values, dict):
         raise ValueError(f"run config {source} must be a mapping with data/model/train sections")
     unknown = sorted(set(values) - {"name", "base", "description", *SECTIONS})
@@ -97,7 +100,10 @@ def apply_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[st
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as err:
-            raise ValueError(f"--set {item!r}: the value is not valid YAML: {err}") from err
+            reason = " ".join(str(getattr(err, "problem", None) or err).split())
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({reason}); quote "
+                             "text values, e.g. train.amp=bf16 or data.coco_root='/my coco'"
+                             ) from err
         if isinstance(value, str):  # YAML 1.1 reads 3e-4 (no dot) as a string
             try:
                 value = float(value)

@@ -62,7 +62,8 @@ def test_gpu_profile_trains_with_its_device_code_paths_on_the_cpu(amp, isolated_
     assert real["train"]["amp"] == "auto" and real["train"]["num_workers"] > 0
     config = load_run_config(name, [*course.run_overrides(profile), f"train.amp={amp}",
                                     f"train.num_workers={real['train']['num_workers']}",
-                                    "train.epochs=1", "data.n_train=32", "train.eval_every=0"])
+                                    "train.epochs=1", "data.n_train=16", "train.eval_every=0",
+                                    "model.encoder_kwargs.depth=2"])  # same code, less time
     dtypes, trainers = [], []
     build = run_module.build_model
 

@@ -64,24 +64,25 @@ def test_first_code_cell_installs_only_on_colab(path):
     first = _source(_code_cells(path)[0])
     assert first.startswith("# NBVAL_SKIP"), f"{path.name}: first code cell must be # NBVAL_SKIP"
     assert 'if "google.colab" in sys.modules:' in first
-    assert not re.search(r"\btorch(vision)?\s*[=<>]", first), f"{path.name} re-pins torch"
+    assert not re.search(r"==", first), f"{path.name}: the Colab cell pins an exact version"
     pip_lines = [line for line in first.splitlines() if "pip install" in line]
     assert pip_lines, f"{path.name}: the Colab cell installs nothing"
-    for line in pip_lines:
-        assert not re.search(r"\btorch(vision)?\b", line), f"{path.name} installs torch: {line}"
-    assert any("--no-deps" in line and "git+" in line for line in pip_lines), (
+    for spec in re.findall(r"\btorch(?:vision)?\S*", " ".join(pip_lines)):
+        assert ">=" in spec and "<" in spec, f"{path.name}: torch must be bounded: {spec}"
+    assert any("--no-deps" in line and "{SOURCE}" in line for line in pip_lines), (
         f"{path.name}: install ptlib with --no-deps so Colab's torch is kept"
     )
     url = CONFIG["repository"]["url"]
     branch = CONFIG["repository"]["branch"]
-    assert f"git+{url}@{branch}" in first, (
+    assert f'"{url}@{branch}"' in first, (
         f"{path.name}: the Colab cell must install from {url}@{branch} (_config.yml repository)"
     )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_reads_profile_from_course(path):
-    sources = "\n".join(_source(c) for c in _code_cells(path))
+    # the Colab cell (first) reads PTLIB_INSTALL_SOURCE, an install setting, not a profile
+    sources = "\n".join(_source(c) for c in _code_cells(path)[1:])
     assert "course.get_profile()" in sources, f"{path.name} must read its profile via ptlib.course"
     assert "os.environ" not in sources, f"{path.name} must not read ad-hoc environment flags"
 

@@ -74,7 +74,8 @@ def test_gpu_profile_is_the_shapes_course_at_gpu_scale():
         assert big["data"]["img_size"] > small["data"]["img_size"]
         assert big["data"]["n_train"] > small["data"]["n_train"]
         assert big["model"]["d_model"] == 512 and big["model"]["ff_dim"] == 2048  # Table 1
-        assert big["train"]["epochs"] >= small["train"]["epochs"]
+        passes = {c["data"]["n_train"] * c["train"]["epochs"] for c in (small, big)}
+        assert big["data"]["n_train"] * big["train"]["epochs"] == max(passes) > min(passes)
         assert big["train"]["amp"] == "auto" and big["train"]["num_workers"] > 0
         assert big["model"]["pretrained"] is False  # nothing downloads
     assert course.run_config_names(_profile("coco")) == course.run_config_names(gpu)

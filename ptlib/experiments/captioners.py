@@ -88,14 +88,19 @@ def slim_checkpoint(source: Path, target: Path) -> Path:
 def evaluate_checkpoint(
     checkpoint: Path, splits: Sequence[str], *, beam_size: int = 1, max_images: int = 0
 ) -> dict[str, dict[str, Any]]:
-    """Caption and score each split: metrics, floor/model/ceiling folds, correctness."""
-    model, vocab, config = load_captioner(checkpoint, "cpu")
+    """Caption and score each split: metrics, floor/model/ceiling folds, correctness.
+
+    Captions are generated on :func:`ptlib.course.pick_device` (the CPU unless a GPU
+    is there), scored on the CPU.
+    """
+    device = course.pick_device()
+    model, vocab, config = load_captioner(checkpoint, device)
     data = build_run_data(config["data"], splits=("train", *splits), vocab=vocab)
     train_captions = data.datasets["train"].all_captions()
     results = {}
     for split in splits:
         predictions, references = caption_dataset(
-            model, data.datasets[split], vocab, device=torch.device("cpu"),
+            model, data.datasets[split], vocab, device=device,
             method="beam" if beam_size > 1 else "greedy", beam_size=beam_size,
             max_images=max_images,
         )

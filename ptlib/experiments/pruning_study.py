@@ -176,7 +176,7 @@ def _sweep(
     label: str,
 ) -> dict[str, Any]:
     """Caption and score every cell for one trained captioner."""
-    model, vocab, config = run.load("cpu")
+    model, vocab, config = run.load(course.pick_device())  # the CPU unless a GPU is there
     model.float().eval()
     has_cls = model.encoder.has_cls_attention
     cells = _sweep_cells(settings, has_cls=has_cls, is_vit=model.encoder.kind == "vit",

@@ -118,11 +118,13 @@ def score_pruning(
     predictions: dict[int, str] = {}
     recalls: list[float] = []
     grid = model.encoder.grid
+    device = next(model.parameters()).device  # the split's images stay on the CPU
     with inference_pruning(model, ratio, method, prune_at) as pruned:
         tokens_kept = pruned.num_memory_tokens
         for start in range(0, len(split.image_ids), batch_size):
             ids = split.image_ids[start:start + batch_size]
-            result = pruned.generate(split.images[start:start + batch_size], method="greedy")
+            result = pruned.generate(split.images[start:start + batch_size].to(device),
+                                     method="greedy")
             kept = result.kept_indices.cpu().numpy()
             for row, (image_id, tokens) in enumerate(zip(ids, result.tokens.tolist(), strict=True)):
                 predictions[image_id] = vocab.decode(tokens)

@@ -72,6 +72,7 @@ def train_run(
     device: torch.device | str | None = None,
     stop_at_epoch: int | None = None,
     show_progress: bool = True,
+    pin_memory: bool | None = None,
 ) -> FitResult:
     """Train the run described by ``config`` into ``out_dir``.
 
@@ -83,6 +84,8 @@ def train_run(
             process takes its local GPU.
         stop_at_epoch: Pause after this many epochs (resume later).
         show_progress: tqdm bars on the main process.
+        pin_memory: Page-locked batches (default: on CUDA only; see
+            :class:`ptlib.train.trainer.Trainer`).
 
     Returns:
         How the run ended (:class:`ptlib.train.trainer.FitResult`), with ``wall_time_s``
@@ -125,6 +128,7 @@ def train_run(
             },
             dist_env=env,
             show_progress=show_progress,
+            pin_memory=pin_memory,
         )
         start = time.perf_counter()
         result = trainer.fit(resume=resume, stop_at_epoch=stop_at_epoch)

@@ -155,6 +155,9 @@ class Trainer:
             the vocabulary): what :func:`ptlib.train.load_captioner` needs.
         dist_env: This process's place in a distributed run.
         show_progress: Show a tqdm bar per epoch (main process only).
+        pin_memory: Load batches into page-locked memory, so that the
+            ``non_blocking`` copies to the GPU overlap with compute. Default: on
+            for CUDA devices only.
     """
 
     def __init__(
@@ -172,8 +175,10 @@ class Trainer:
         checkpoint_extra: Mapping[str, Any] | None = None,
         dist_env: DistEnv | None = None,
         show_progress: bool = True,
+        pin_memory: bool | None = None,
     ) -> None:
         self.cfg = cfg
+        self.pin_memory = device.type == "cuda" if pin_memory is None else pin_memory
         self.device = device
         self.env = dist_env or DistEnv()
         self.out_dir = Path(out_dir)
@@ -211,6 +216,7 @@ class Trainer:
             sampler=self.sampler,
             collate_fn=collate_fn,
             num_workers=cfg.num_workers,
+            pin_memory=self.pin_memory,
             drop_last=False,
             generator=self.loader_generator,
         )
@@ -415,12 +421,13 @@ class Trainer:
                                world_size=self.env.world_size)
         loader = DataLoader(self.val_set, batch_size=self.micro_batch, sampler=sampler,
                             collate_fn=self.val_collate_fn, num_workers=self.cfg.num_workers,
+                            pin_memory=self.pin_memory,
                             generator=torch.Generator().manual_seed(self.cfg.seed))
         self.model.eval()
         totals = [0.0, 0.0, 0.0, 0.0]
         for batch in loader:
             images = _to_device(_field(batch, "images"), self.device)
-            tokens = _field(batch, "tokens").to(self.device)
+            tokens = _field(batch, "tokens").to(self.device, non_blocking=True)
             with autocast(self.device, self.amp_dtype):
                 out = self.model(images, tokens[:, :-1])
             loss_sum, n_tokens = caption_loss_sum(out.logits, tokens[:, 1:])

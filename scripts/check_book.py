@@ -118,9 +118,10 @@ const done = arguments[arguments.length - 1];
     const scroller = ['auto', 'scroll', 'hidden'].includes(cs.overflowX) || el.tagName === 'PRE';
     const rect = el.getBoundingClientRect();
     let how = null;
-    if (scroller && el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0) {
+    // A few px (an italic glyph in inline math) hide less than a character: not counted.
+    if (scroller && el.scrollWidth > el.clientWidth + 4 && el.clientWidth > 0) {
       how = `${el.scrollWidth}px of content in a ${el.clientWidth}px box (scrolls)`;
-    } else if (rect.width > 0 && rect.right > colRight + 2) {
+    } else if (rect.width > 0 && rect.right > colRight + 4) {
       how = `ends ${Math.round(rect.right - colRight)}px right of the column`;
     }
     if (!how) continue;
@@ -251,7 +252,8 @@ def book_pages(html: Path, prefixes: list[str]) -> list[Path]:
 
     Args:
         html: The build's html directory.
-        prefixes: Keep only pages whose file name starts with one of these (all if empty).
+        prefixes: Keep only pages whose file name or path starts with one of these (all if
+            empty), e.g. ``07`` or ``book/``.
     """
     pages = []
     for page in sorted(html.rglob("*.html")):
@@ -261,7 +263,8 @@ def book_pages(html: Path, prefixes: list[str]) -> list[Path]:
         head = page.read_text(encoding="utf-8", errors="replace")[:2000].lower()
         if 'http-equiv="refresh"' in head:  # the root index.html only redirects
             continue
-        if prefixes and not any(page.name.startswith(p) for p in prefixes):
+        if prefixes and not any(page.name.startswith(p) or rel.as_posix().startswith(p)
+                                for p in prefixes):
             continue
         pages.append(page)
     return pages

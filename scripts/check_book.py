@@ -11,7 +11,8 @@ Each page is opened with no network (a dead proxy: anything loaded from the inte
 as on a laptop offline), toggles and collapsed cells are opened, and the page fails on:
 
   overflow  a code, output, table or formula block wider than the column (hidden behind
-            horizontal scrolling or sticking out of it)
+            horizontal scrolling or sticking out of it), or a column whose code blocks hold
+            fewer characters than the limit
   wide      a text output line over scripts/check_widths.py's LIMIT characters (from the
             build's executed notebooks), even where the browser happens to fit it
   image     an image that does not load
@@ -350,6 +351,10 @@ def check_pages(html: Path, pages: list[Path], limit: int) -> dict[str, dict[str
                     seen.add(why)
                     problems["link"].append(f"{where}: {why}")
             cols = found["codeCols"]
+            if cols is not None and cols < limit:
+                problems["overflow"].insert(0, (
+                    f"a code block holds {cols} characters, fewer than the {limit} a line may "
+                    "have: widen the column (_static/book-width.css)"))
             problems["info"] = [
                 f"viewport {found['innerWidth']}px, column {found['columnPx']}px"
                 + (f", a code block holds {cols} characters" if cols else "")

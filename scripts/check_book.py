@@ -11,7 +11,8 @@ Each page is opened with no network (a dead proxy: anything loaded from the inte
 as on a laptop offline), toggles and collapsed cells are opened, and the page fails on:
 
   overflow  a code, output, table or formula block wider than the column (hidden behind
-            horizontal scrolling or sticking out of it)
+            horizontal scrolling or sticking out of it), or a column whose code blocks hold
+            fewer characters than the limit
   wide      a text output line over scripts/check_widths.py's LIMIT characters (from the
             build's executed notebooks), even where the browser happens to fit it
   image     an image that does not load
@@ -118,9 +119,10 @@ const done = arguments[arguments.length - 1];
     const scroller = ['auto', 'scroll', 'hidden'].includes(cs.overflowX) || el.tagName === 'PRE';
     const rect = el.getBoundingClientRect();
     let how = null;
-    if (scroller && el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0) {
+    // A few px (an italic glyph in inline math) hide less than a character: not counted.
+    if (scroller && el.scrollWidth > el.clientWidth + 4 && el.clientWidth > 0) {
       how = `${el.scrollWidth}px of content in a ${el.clientWidth}px box (scrolls)`;
-    } else if (rect.width > 0 && rect.right > colRight + 2) {
+    } else if (rect.width > 0 && rect.right > colRight + 4) {
       how = `ends ${Math.round(rect.right - colRight)}px right of the column`;
     }
     if (!how) continue;
@@ -251,7 +253,8 @@ def book_pages(html: Path, prefixes: list[str]) -> list[Path]:
 
     Args:
         html: The build's html directory.
-        prefixes: Keep only pages whose file name starts with one of these (all if empty).
+        prefixes: Keep only pages whose file name or path starts with one of these (all if
+            empty), e.g. ``07`` or ``book/``.
     """
     pages = []
     for page in sorted(html.rglob("*.html")):
@@ -261,7 +264,8 @@ def book_pages(html: Path, prefixes: list[str]) -> list[Path]:
         head = page.read_text(encoding="utf-8", errors="replace")[:2000].lower()
         if 'http-equiv="refresh"' in head:  # the root index.html only redirects
             continue
-        if prefixes and not any(page.name.startswith(p) for p in prefixes):
+        if prefixes and not any(page.name.startswith(p) or rel.as_posix().startswith(p)
+                                for p in prefixes):
             continue
         pages.append(page)
     return pages
@@ -347,6 +351,10 @@ def check_pages(html: Path, pages: list[Path], limit: int) -> dict[str, dict[str
                     seen.add(why)
                     problems["link"].append(f"{where}: {why}")
             cols = found["codeCols"]
+            if cols is not None and cols < limit:
+                problems["overflow"].insert(0, (
+                    f"a code block holds {cols} characters, fewer than the {limit} a line may "
+                    "have: widen the column (_static/book-width.css)"))
             problems["info"] = [
                 f"viewport {found['innerWidth']}px, column {found['columnPx']}px"
                 + (f", a code block holds {cols} characters" if cols else "")

@@ -115,10 +115,10 @@ def _lookup(name: str, palette: Mapping[str, str], what: str) -> str:
     if key in palette:
         return palette[key]
     # a longer name built on a palette key: "vit_trained_learned" -> "vit",
-    # "convnext_s16_s1" -> "convnext_s16", "vit_tiny_patch16_224" -> "vit"
-    prefixes = [k for k in palette if key.startswith(k + "_")]
-    if prefixes:
-        return palette[max(prefixes, key=len)]
+    # "convnext_s16_s1" -> "convnext_s16", "coco_vit_b16" -> "vit" (longest key wins)
+    inside = [k for k in palette if f"_{k}_" in f"_{key}_"]
+    if inside:
+        return palette[max(inside, key=len)]
     raise ValueError(f"no {what} colour for {name!r}; the palette has {sorted(palette)} "
                      f"(add new names to ptlib.viz.style.{what.upper()}_COLOURS)")
 
@@ -139,8 +139,9 @@ def method_colour(name: str) -> str:
 def backbone_colour(name: str) -> str:
     """The colour of a backbone, e.g. ``backbone_colour("vit") == "#D55E00"``.
 
-    Model names built on a backbone take its colour (``"vit_trained_learned"``,
-    ``"convnext_s16_s1"``), as do labels like ``"ConvNeXt (stride 16)"``.
+    Names built on a backbone take its colour (``"vit_trained_learned"``,
+    ``"convnext_s16_s1"``, the efficiency setups ``"shapes_vit"``, ``"coco_convnext_t"``),
+    as do labels like ``"ConvNeXt (stride 16)"``.
 
     Raises:
         ValueError: For a name the palette does not know.

@@ -236,7 +236,7 @@ def spread_of(values: list[float]) -> Spread:
     return Spread(statistics.fmean(values), min(values), max(values), len(values))
 
 
-def is_tie(a: Spread, b: Spread, noise: float = 0.0) -> bool:
+def is_tie(a: Spread | CurvePoint, b: Spread | CurvePoint, noise: float = 0.0) -> bool:
     """Whether two settings cannot be ranked: their difference lies inside the seed spread.
 
     The difference of the means is compared with the larger of the two seed
@@ -244,14 +244,14 @@ def is_tie(a: Spread, b: Spread, noise: float = 0.0) -> bool:
     (pass one for settings trained on a single seed, whose own width is 0).
 
     Args:
-        a: One setting's per-seed spread.
+        a: One setting's per-seed spread (a :class:`CurvePoint` works too).
         b: The other's.
         noise: A seed spread to assume at least (same unit as the values).
 
     Returns:
         ``True`` when ``|a.mean - b.mean| <= max(a.width, b.width, noise)``.
     """
-    return abs(a.mean - b.mean) <= max(a.width, b.width, noise)
+    return abs(a.mean - b.mean) <= max(a.high - a.low, b.high - b.low, noise)
 
 
 def seeds_of(result: StudyResult, model: str, split: str = "test") -> list[int]:

@@ -443,7 +443,7 @@ def run_or_load(
                 print(f"[run_or_load] {path} is not valid JSON; running again")
         if record is not None and _canonical_json(record.get("config", {})) == canonical:
             if verbose:
-                print(f"[run_or_load] loaded {name} from {path}")
+                print(f"[run_or_load] loaded {name} (key {path.stem[:8]})")
             return record["result"]
     start = time.perf_counter()
     result = fn()
@@ -464,5 +464,5 @@ def run_or_load(
         raise TypeError(f"run_or_load({name!r}): the result is not JSON-serialisable: {err}") from err
     atomic_write_text(path, text + "\n")
     if verbose:
-        print(f"[run_or_load] ran {name} in {wall:.1f} s; stored {path}")
+        print(f"[run_or_load] ran {name} in {wall:.1f} s (key {path.stem[:8]})")
     return json.loads(json.dumps(result))

@@ -240,8 +240,18 @@ def test_memory_verdict_is_computed_from_the_table():
     assert verdict["bound"] == pytest.approx(1 / 0.7)
     assert verdict["paper_gain"] == pytest.approx(128 / 48)
     assert verdict["supports_claim"] is False
+    assert "text" not in verdict  # numbers only: chapter 9 writes the sentences
     best = verdict["best"]
-    assert f"{best['max_batch'][0]} -> {best['max_batch'][1]}" in verdict["text"]
+    assert best in memory_pairs
+    assert best["max_batch_gain"] == max(c["max_batch_gain"] for c in memory_pairs)
+    assert verdict["best_any"]["max_batch_gain"] >= best["max_batch_gain"]
+    assert verdict["n_settings"] == 2
+    low, high = verdict["per_image_ratio_range"]
+    assert low == min(c["per_image_ratio"] for c in memory_pairs)
+    assert high == max(c["per_image_ratio"] for c in memory_pairs)
+    assert verdict["paper_batch"] == (48, 128) and verdict["ratio"] == 0.3
+    assert verdict["best_any_above_bound"] is (
+        verdict["best_any"]["max_batch_gain"] > verdict["bound"])
     with pytest.raises(ValueError, match="prune ratio 0 and"):
         efficiency.memory_verdict({"rows": table["rows"]}, ratio=0.5)
 
@@ -303,7 +313,7 @@ def test_bench_command_prints_tables_and_writes_json(tmp_path, monkeypatch, caps
     out = tmp_path / "efficiency.json"
     assert main(["bench", "efficiency", "--profile", "ci", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "FLOPs per caption" in printed and "The paper reports 48 -> 128" in printed
+    assert "FLOPs per caption" in printed and "paper: 48 -> 128 (2.67x)" in printed
     record = json.loads(out.read_text())
     flops_rows = record["result"]["flops"]["rows"]
     assert {r["placement"] for r in flops_rows} == {"memory", "encoder"}

@@ -53,6 +53,30 @@ def test_notebook_stored_without_outputs(path):
         )
 
 
+BOOK_NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", BOOK_NOTEBOOKS, ids=lambda p: p.name)
+def test_book_page_notebook_is_stored_clean_and_listed(path):
+    # executed pages of book/ (the claims page): no outputs, in the toc, one title,
+    # the profile read through ptlib.course
+    for index, cell in enumerate(_code_cells(path)):
+        assert not cell.get("outputs"), f"{path.name}: code cell {index} has stored outputs"
+        assert cell.get("execution_count") is None, f"{path.name}: cell {index} was executed"
+    assert f"book/{path.stem}" in TOC_FILES, f"{path.name} is not listed in _toc.yml"
+    sources = "\n".join(_source(c) for c in _code_cells(path))
+    assert "course.get_profile()" in sources and "os.environ" not in sources
+    cells = json.loads(path.read_text())["cells"]
+    titles = [line for c in cells if c["cell_type"] == "markdown"
+              for line in _source(c).splitlines() if line.startswith("# ")]
+    assert len(titles) == 1, f"{path.name}: exactly one H1 title, found {titles}"
+
+
+def test_claims_page_follows_the_paper_page():
+    assert "book/claims" in TOC_FILES
+    assert TOC_FILES.index("book/claims") == TOC_FILES.index("book/paper") + 1
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_in_toc(path):
     stem = f"notebooks/{path.stem}"

@@ -224,29 +224,58 @@ def test_best_method_first_drop_and_headline() -> None:
     assert table[0]["cider@0.7"] == pytest.approx(2.05 - 0.07)
 
 
-def test_conclusions_are_computed_from_the_rows() -> None:
-    sentences = report.conclusions(_fake_study())
-    ranking = next(s for s in sentences if s.startswith("On CIDEr-D"))
-    assert "vit degrades least and convnext most" in ranking  # merge keeps 98%, norm 80%
-    assert any("vit with merge pruning: CIDEr-D never falls" in s for s in sentences)
-    assert any("convnext with norm pruning: CIDEr-D first falls" in s and "ratio 0.3" in s
-               for s in sentences)
-    assert any("Best scorer for vit" in s and "merge; worst: norm" in s for s in sentences)
-    trained = next(s for s in sentences if s.startswith("vit: the model trained with norm"))
-    assert "at 1 of 2 pruned ratios" in trained  # 1.9 > 1.4 at 0.3; 0.2 < 0.6 at 0.7
-    peak = next(s for s in sentences if s.startswith("vit_trained_norm scores its best"))
-    assert "at ratio 0.3 (1.90, against 1.00 unpruned and 0.20 at 0.7)" in peak
+def test_no_sentence_builder_left_in_the_report() -> None:
+    assert not hasattr(report, "conclusions")  # chapter 7 writes its conclusions in Markdown
 
 
-def test_conclusions_compare_kept_object_recall_with_quality() -> None:
+def test_retention_is_measured_per_seed_with_its_spread() -> None:
     study = _fake_study()
-    for row in study.rows:
-        row["kept_object_recall"] = 1.0 if row["ratio"] == 0 else (
-            0.9 if row["method"] == "norm" else 0.5)
-    sentences = report.conclusions(study)
-    vit = next(s for s in sentences if s.startswith("For vit, the scorer"))
-    assert "(norm, 90% kept-object recall" in vit
-    assert "is not the one that keeps the most CIDEr-D (merge)" in vit
+    norm = report.retention(study, "vit", "norm")
+    # seed 0: (1.4/2.0 + 0.6/2.0) / 2 = 0.5; seed 1: (1.5/2.1 + 0.7/2.1) / 2
+    assert norm.n_seeds == 2
+    assert norm.low == pytest.approx(0.5)
+    assert norm.high == pytest.approx(2.2 / 4.2)
+    assert norm.mean == pytest.approx((0.5 + 2.2 / 4.2) / 2)
+    merge = report.retention(study, "vit", "merge")
+    assert merge.mean == pytest.approx(0.97, abs=0.01)
+    assert report.retention(study, "vit", "cls_attention") is None
+
+
+def test_method_scores_keep_every_seed() -> None:
+    scores = report.method_scores(_fake_study(), "vit")
+    assert list(scores) == ["norm", "merge"]
+    assert (scores["norm"].low, scores["norm"].high) == pytest.approx((1.0, 1.1))
+    assert scores["merge"].mean == pytest.approx(2.05 - 0.05)
+    assert report.seeds_of(_fake_study(), "vit_trained_norm") == [0]
+
+
+def test_a_difference_inside_the_seed_spread_is_a_tie() -> None:
+    a = report.spread_of([0.80, 0.88])  # mean 0.84, range 0.08
+    b = report.spread_of([0.81, 0.83])  # mean 0.82
+    assert report.is_tie(a, b) and report.is_tie(b, a)
+    c = report.spread_of([0.50, 0.52])
+    assert not report.is_tie(a, c)
+    one, other = report.spread_of([1.0]), report.spread_of([1.1])
+    assert one.width == 0 and not report.is_tie(one, other)
+    assert report.is_tie(one, other, noise=0.2)  # single seeds: a spread measured elsewhere
+    with pytest.raises(ValueError, match="no values"):
+        report.spread_of([])
+
+
+def test_largest_spread_is_relative_to_the_mean() -> None:
+    points = report.curve(_fake_study(), "vit", "norm")
+    # ratio 0.7: seeds 0.6 and 0.7, mean 0.65
+    assert report.largest_spread(points) == pytest.approx(0.1 / 0.65)
+    assert report.largest_spread(report.curve(_fake_study(), "vit_trained_norm", "norm")) == 0
+
+
+def test_trained_vs_inference_carries_the_inference_seed_spread() -> None:
+    rows = report.trained_vs_inference(_fake_study())
+    at = {r["ratio"]: r for r in rows}
+    assert at[0.3]["trained with pruning"] == pytest.approx(1.9)
+    assert at[0.3]["pruned at inference only"] == pytest.approx(1.4)  # seed 0
+    assert at[0.3]["inference seed spread"] == pytest.approx(0.1)
+    assert at[0.3]["inference seeds"] == 2
 
 
 def test_scorers_used_in_training_are_compared_per_backbone() -> None:
@@ -257,8 +286,6 @@ def test_scorers_used_in_training_are_compared_per_backbone() -> None:
     study.models["vit_trained_learned"] = {"backbone": "vit", "tokens": 10,
                                            "trained_with": "learned", "runs": {0: {}}}
     assert report.trained_scorers(study) == {"vit": pytest.approx({"norm": 1.05, "learned": 1.1})}
-    sentence = next(s for s in report.conclusions(study) if "scorers used in training" in s)
-    assert "learned 1.10, norm 1.05; learned is best" in sentence
 
 
 def test_rows_csv_has_one_line_per_row() -> None:

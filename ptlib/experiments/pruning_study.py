@@ -21,7 +21,7 @@ Each (model, seed) sweep is one stored result under
 where it stopped; a stored sweep loads without its captioner's checkpoint, so the
 study's checkpoints are not committed); :func:`pruning_study` gathers them into :class:`StudyResult`
 rows. :mod:`ptlib.experiments.study_report` turns rows into tables, curves and
-sentences.
+the numbers chapter 7's conclusions are written from.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Tables and sentences from the pruning study's rows (chapter 7's conclusions).
+"""Tables and numbers from the pruning study's rows (the data of chapter 7's conclusions).
 
 Every function reads a :class:`~ptlib.experiments.pruning_study.StudyResult`;
-nothing here measures. Curves average over training seeds and keep the spread
-(min, max), so a reader sees how much of a difference is noise.
+nothing here measures, and nothing here writes sentences: the chapter phrases
+its conclusions in Markdown from these numbers. Curves average over training
+seeds and keep the spread (min, max); :func:`is_tie` says when a difference lies
+inside that spread, so two settings are called a tie instead of being ranked.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ METRIC_LABELS: dict[str, str] = {
     "hallucination_rate": "hallucination rate",
     "kept_object_recall": "kept-object recall",
 }
-"""Row field -> the name used in tables and sentences."""
+"""Row field -> the name used in tables and figures."""
 
 DROP_THRESHOLD = 0.05
 """A drop counts once a metric falls below ``1 - DROP_THRESHOLD`` of its unpruned value."""
@@ -169,11 +171,15 @@ def trained_vs_inference(result: StudyResult, metric: str = "cider") -> list[dic
             continue
         compared = method if method in methods_of(result, base) else best_method(result, base)
         inference = curve(result, base, compared, metric, seed=0)
+        seeds = {p.ratio: p for p in curve(result, base, compared, metric)}
         for point in curve(result, model, method, metric):
+            across = seeds.get(point.ratio)
             table.append({"backbone": info["backbone"], "trained with": method,
                           "inference-only method": compared, "ratio": point.ratio,
                           "trained with pruning": point.mean,
-                          "pruned at inference only": value_at(inference, point.ratio)})
+                          "pruned at inference only": value_at(inference, point.ratio),
+                          "inference seed spread": across.high - across.low if across else None,
+                          "inference seeds": across.n_seeds if across else 0})
     return table
 
 
@@ -197,103 +203,110 @@ def trained_scorers(result: StudyResult, metric: str = "cider") -> dict[str, dic
     return {b: scores for b, scores in by_backbone.items() if len(scores) >= 2}
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.0f}%"
+@dataclass(frozen=True)
+class Spread:
+    """One number measured on several training seeds: its mean and its range.
 
-
-def conclusions(result: StudyResult) -> list[str]:
-    """The study's verdicts as sentences, each computed from the rows.
-
-    Covers: which model keeps more of its quality under pruning (on CIDEr-D and
-    on exact object-set accuracy), from which ratio each model's drop exceeds
-    :data:`DROP_THRESHOLD`, which scorer is best per model, the seed spread,
-    whether training with pruning beats pruning only at inference, and which
-    scorer is best among those used in training.
+    Attributes:
+        mean: Mean over seeds.
+        low: Smallest seed's value.
+        high: Largest seed's value.
+        n_seeds: How many seeds were measured.
     """
-    sentences = []
-    inference_models = [m for m, i in result.models.items() if i.get("trained_with") == "none"]
-    for metric in ("cider", "exact_set"):
-        retained = {}
-        for model in inference_models:
-            method = best_method(result, model, metric)
-            if method is not None:
-                value = mean_retention(curve(result, model, method, metric))
-                if value is not None:
-                    retained[model] = (value, method)
-        if len(retained) >= 2:
-            ranked = sorted(retained, key=lambda m: retained[m][0], reverse=True)
-            parts = ", ".join(
-                f"{m} ({result.models[m]['tokens']} tokens, {retained[m][1]}) "
-                f"{_pct(retained[m][0])}" for m in ranked)
-            sentences.append(
-                f"On {METRIC_LABELS[metric]}, averaged over the pruned ratios, the models keep "
-                f"this share of their unpruned score with their best scorer: {parts}; "
-                f"{ranked[0]} degrades least and {ranked[-1]} most.")
-    for model in inference_models:
-        method = best_method(result, model)
-        if method is None:
-            continue
-        points = curve(result, model, method)
-        drop = first_drop(points)
-        spread = max((p.high - p.low) / p.mean for p in points if p.mean) if points else 0.0
-        seeds = max(p.n_seeds for p in points)
-        text = (f"{model} with {method} pruning: CIDEr-D first falls more than "
-                f"{_pct(DROP_THRESHOLD)} below its unpruned value at ratio {drop:g}"
-                if drop is not None else
-                f"{model} with {method} pruning: CIDEr-D never falls more than "
-                f"{_pct(DROP_THRESHOLD)} below its unpruned value up to ratio "
-                f"{max(p.ratio for p in points):g}")
-        if seeds > 1:
-            text += f" (largest spread between {seeds} seeds: {_pct(spread)} of the mean)"
-        sentences.append(text + ".")
-    for model in inference_models:
-        order = sorted(methods_of(result, model),
-                       key=lambda m: -(mean_retention(curve(result, model, m)) or 0))
-        if len(order) >= 2:
-            sentences.append(f"Best scorer for {model} (mean CIDEr-D over pruned ratios): "
-                             f"{order[0]}; worst: {order[-1]}.")
-    for model in inference_models:
-        methods = methods_of(result, model)
-        recall = {m: mean_retention(curve(result, model, m, "kept_object_recall")) for m in methods}
-        quality = {m: mean_retention(curve(result, model, m)) for m in methods}
-        recall = {m: v for m, v in recall.items() if v is not None}
-        if len(recall) >= 2 and all(quality.get(m) is not None for m in recall):
-            keeps = max(recall, key=recall.__getitem__)
-            writes = max(recall, key=lambda m: quality[m])
-            verdict = ("is also the one that keeps the most CIDEr-D" if keeps == writes else
-                       f"is not the one that keeps the most CIDEr-D ({writes})")
-            sentences.append(
-                f"For {model}, the scorer that keeps the most object area ({keeps}, "
-                f"{_pct(recall[keeps])} kept-object recall on average over the pruned "
-                f"ratios) {verdict}.")
-    comparison = trained_vs_inference(result)
-    for backbone, trained in dict.fromkeys((r["backbone"], r["trained with"]) for r in comparison):
-        rows = [r for r in comparison if r["backbone"] == backbone and r["ratio"] > 0
-                and r["trained with"] == trained and r["pruned at inference only"] is not None]
-        if rows:
-            wins = sum(r["trained with pruning"] > r["pruned at inference only"] for r in rows)
-            sentences.append(
-                f"{backbone}: the model trained with {rows[0]['trained with']} pruning scores "
-                f"higher CIDEr-D than the unpruned-trained model pruned at inference "
-                f"({rows[0]['inference-only method']}) at {wins} of {len(rows)} pruned ratios.")
-    for model, info in result.models.items():
-        method = info.get("trained_with", "none")
-        points = curve(result, model, method) if method != "none" else []
-        if len(points) >= 2:
-            peak = max(points, key=lambda p: p.mean)
-            sentences.append(
-                f"{model} scores its best CIDEr-D at ratio {peak.ratio:g} ({peak.mean:.2f}, "
-                f"against {points[0].mean:.2f} unpruned and {points[-1].mean:.2f} at "
-                f"{points[-1].ratio:g}): trained with pruning, it scores best pruned, "
-                f"not unpruned." if peak.ratio > 0 else
-                f"{model} scores its best CIDEr-D unpruned ({peak.mean:.2f}).")
-    for backbone, scores in trained_scorers(result).items():
-        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
-        parts = ", ".join(f"{m} {scores[m]:.2f}" for m in ranked)
-        sentences.append(
-            f"{backbone}, scorers used in training too (mean CIDEr-D over the pruned ratios, "
-            f"each with its own scorer): {parts}; {ranked[0]} is best.")
-    return sentences
+
+    mean: float
+    low: float
+    high: float
+    n_seeds: int
+
+    @property
+    def width(self) -> float:
+        """``high - low``: how far apart the seeds are (0 for one seed)."""
+        return self.high - self.low
+
+
+def spread_of(values: list[float]) -> Spread:
+    """The :class:`Spread` of per-seed values.
+
+    Raises:
+        ValueError: If ``values`` is empty.
+    """
+    if not values:
+        raise ValueError("spread_of: no values (no seed measured this setting)")
+    return Spread(statistics.fmean(values), min(values), max(values), len(values))
+
+
+def is_tie(a: Spread | CurvePoint, b: Spread | CurvePoint, noise: float = 0.0) -> bool:
+    """Whether two settings cannot be ranked: their difference lies inside the seed spread.
+
+    The difference of the means is compared with the larger of the two seed
+    ranges (``high - low``) and with ``noise``, a spread measured elsewhere
+    (pass one for settings trained on a single seed, whose own width is 0).
+
+    Args:
+        a: One setting's per-seed spread (a :class:`CurvePoint` works too).
+        b: The other's.
+        noise: A seed spread to assume at least (same unit as the values).
+
+    Returns:
+        ``True`` when ``|a.mean - b.mean| <= max(a.width, b.width, noise)``.
+    """
+    return abs(a.mean - b.mean) <= max(a.high - a.low, b.high - b.low, noise)
+
+
+def seeds_of(result: StudyResult, model: str, split: str = "test") -> list[int]:
+    """The training seeds measured for ``model``, sorted."""
+    return sorted({row["seed"] for row in result.select(model=model, split=split)})
+
+
+def retention(
+    result: StudyResult, model: str, method: str, metric: str = "cider",
+    *, placement: str = "memory", ratios: list[float] | None = None,
+) -> Spread | None:
+    """Share of the unpruned score kept under pruning, per training seed.
+
+    For each seed: the mean over the pruned ratios (or ``ratios``) of
+    ``value(ratio) / value(0)`` (:func:`mean_retention` of that seed's curve).
+    Returns their :class:`Spread`, or ``None`` when no seed has both the
+    unpruned and a pruned value.
+    """
+    values = []
+    for seed in seeds_of(result, model):
+        kept = mean_retention(curve(result, model, method, metric, placement=placement,
+                                    seed=seed), ratios)
+        if kept is not None:
+            values.append(kept)
+    return spread_of(values) if values else None
+
+
+def method_scores(
+    result: StudyResult, model: str, metric: str = "cider", *, placement: str = "memory",
+) -> dict[str, Spread]:
+    """Each pruning method's mean ``metric`` over the pruned ratios, per training seed.
+
+    Returns:
+        Method -> :class:`Spread` over seeds of the seed's mean over pruned ratios
+        (methods without pruned values are left out), in study order.
+    """
+    scores = {}
+    for method in methods_of(result, model, placement):
+        values = []
+        for seed in seeds_of(result, model):
+            points = [p.mean for p in curve(result, model, method, metric,
+                                            placement=placement, seed=seed) if p.ratio > 0]
+            if points:
+                values.append(statistics.fmean(points))
+        if values:
+            scores[method] = spread_of(values)
+    return scores
+
+
+def largest_spread(points: list[CurvePoint]) -> float:
+    """The largest seed range of a curve relative to its mean: ``max (high - low) / mean``.
+
+    0 for a single-seed curve or one without a positive mean.
+    """
+    return max(((p.high - p.low) / p.mean for p in points if p.mean > 0), default=0.0)
 
 
 def rows_csv(result: StudyResult) -> str:

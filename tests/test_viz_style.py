@@ -298,6 +298,10 @@ def test_palette_names_each_method_and_backbone_once():
     assert style.backbone_colour("vit_trained_learned") == style.BACKBONE_COLOURS["vit"]
     assert style.backbone_colour("convnext_s16_s1") == style.BACKBONE_COLOURS["convnext_s16"]
     assert style.backbone_colour("ConvNeXt (stride 16)") == style.BACKBONE_COLOURS["convnext_s16"]
+    assert style.backbone_colour("coco_vit_b16") == style.BACKBONE_COLOURS["vit"]
+    assert style.backbone_colour("shapes_convnext") == style.BACKBONE_COLOURS["convnext"]
+    with pytest.raises(ValueError, match="no backbone colour for 'resnet50'"):
+        style.backbone_colour("resnet50")
     assert style.method_style("norm", "encoder")["linestyle"] == "--"
     with pytest.raises(ValueError, match="no method colour for 'tome2'"):
         style.method_colour("tome2")

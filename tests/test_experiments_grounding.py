@@ -116,6 +116,11 @@ def test_grounding_models_come_from_the_profile():
     assert models["vit"] == GroundingModel("vit", "vit") and models["vit"].tag == ""
     assert models["convnext_s16"].overrides == ("model.feature_stride=16",)
     assert models["convnext_s16"].tag == "s16"
+    assert models["vit"].is_stored("cpu") and models["convnext"].is_stored("cpu")
+
+
+def test_is_stored_is_false_until_trained(isolated_dirs):
+    assert not any(m.is_stored("ci") for m in grounding_models("ci"))
 
 
 def test_grounding_is_a_results_job_only_where_there_are_boxes():

@@ -112,6 +112,47 @@ def evaluate_checkpoint(
     return results
 
 
+def _stored_paths(
+    backbone: str, profile: course.Profile, overrides: Sequence[str], splits: Sequence[str],
+    tag: str, dataset: str = "shapes",
+) -> tuple[str, dict[str, Any], Path]:
+    """``(run name, run-or-load key, slim checkpoint path)`` of a course captioner."""
+    name = config_name(backbone, profile, dataset)
+    extra = course.run_overrides(profile, dataset)
+    if dataset == "coco":
+        extra = [f"data.coco_root={course.require_coco(profile)}"]
+    config = load_run_config(name, [*extra, *overrides])
+    run_name = name + (f"_{tag}" if tag else "")
+    key_config = {"profile": profile.name, "run": run_name, "config": config,
+                  "splits": list(splits)}
+    key = course.config_key(key_config)
+    checkpoint = course.results_dir() / profile.name / "checkpoints" / f"{run_name}-{key[:8]}.pt"
+    return run_name, key_config, checkpoint
+
+
+def is_stored(
+    backbone: str,
+    profile: course.Profile | str | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    splits: Sequence[str] = ("test", "compositional"),
+    tag: str = "",
+    dataset: str = "shapes",
+) -> bool:
+    """Whether :func:`trained_captioner` with these arguments would load, not train.
+
+    True when its stored record (for exactly this config) and its slim checkpoint
+    are both in ``results/<profile>/``.
+    """
+    if not isinstance(profile, course.Profile):
+        profile = course.get_profile(profile)
+    run_name, key_config, checkpoint = _stored_paths(
+        backbone, profile, overrides, splits, tag, dataset
+    )
+    record = course.run_record_path(f"{profile.name}/captioners/{run_name}", key_config)
+    return record.is_file() and checkpoint.is_file()
+
+
 def trained_captioner(
     backbone: str,
     profile: course.Profile | str | None = None,
@@ -137,16 +178,11 @@ def trained_captioner(
     """
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
-    name = config_name(backbone, profile, dataset)
-    extra = course.run_overrides(profile, dataset)
-    if dataset == "coco":
-        extra = [f"data.coco_root={course.require_coco(profile)}"]
-    config = load_run_config(name, [*extra, *overrides])
-    run_name = name + (f"_{tag}" if tag else "")
-    key_config = {"profile": profile.name, "run": run_name, "config": config,
-                  "splits": list(splits)}
+    run_name, key_config, checkpoint = _stored_paths(
+        backbone, profile, overrides, splits, tag, dataset
+    )
+    config = key_config["config"]
     key = course.config_key(key_config)
-    checkpoint = course.results_dir() / profile.name / "checkpoints" / f"{run_name}-{key[:8]}.pt"
 
     def run() -> dict[str, Any]:
         out_dir = course.checkpoint_dir() / profile.name / f"{run_name}-{key[:8]}"

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Subset
 from ptlib import course
 from ptlib.data.datasets import CaptionDataset, collate_captions
 from ptlib.data.vocab import Vocabulary
-from ptlib.experiments.captioners import BACKBONES, TrainedRun, trained_captioner
+from ptlib.experiments.captioners import BACKBONES, TrainedRun, is_stored, trained_captioner
 from ptlib.metrics.correctness import SceneTruth, load_ground_truth
 from ptlib.metrics.grounding import PointingGame, generated_words
 from ptlib.models.captioner import Captioner
@@ -60,6 +60,10 @@ class GroundingModel:
         if not self.overrides:
             return ""
         return self.name.removeprefix(f"{self.backbone}_") or self.name
+
+    def is_stored(self, profile: course.Profile | str | None = None) -> bool:
+        """Whether its captioner is stored under the profile (loads without training)."""
+        return is_stored(self.backbone, profile, overrides=self.overrides, tag=self.tag)
 
     def captioner(self, profile: course.Profile, *, force: bool = False) -> TrainedRun:
         """Train (or load) this model's captioner under a profile."""

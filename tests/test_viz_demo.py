@@ -168,7 +168,15 @@ def test_word_attention_panels_and_positions():
     kept = torch.tensor([0, 2, 3])
     fig = draw_word_attention(Image.new("RGB", (32, 32)), ["a", "red", "circle", "x"], attention,
                               kept, (2, 2), positions=[2], upsample="bilinear")
-    assert [ax.get_title() for ax in fig.axes] == ["image", "mean", "circle"]
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert [ax.get_title() for ax in panels] == ["image", "mean", "circle"]
+    # one colour bar for both maps, which share one scale from 0 to the largest weight
+    assert len(fig.axes) - len(panels) == 1
+    mean_map, word_map = panels[1].images[1], panels[2].images[1]
+    assert mean_map.norm.vmin == word_map.norm.vmin == 0.0
+    largest = max(float(attention.mean(dim=0).max()), float(attention[2].max()))
+    assert word_map.norm.vmax == pytest.approx(largest)
+    assert mean_map.norm.vmax == word_map.norm.vmax
     with pytest.raises(ValueError, match="positions"):
         draw_word_attention(Image.new("RGB", (32, 32)), ["a"], attention, kept, (2, 2),
                             positions=[3])

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from ptlib.viz import style
 
 
 def _column(history: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -40,41 +41,48 @@ def _check_history(history: Sequence[Mapping[str, Any]]) -> None:
                 )
 
 
-def draw_training_curves(history: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
+def draw_training_curves(
+    history: Sequence[Mapping[str, Any]], title: str = "", *, backbone: str | None = None
+) -> Figure:
     """Loss (left) and token accuracy (right) per epoch, training and validation.
+
+    Training is a solid line, validation a dashed one, both in the backbone's
+    colour (:func:`ptlib.viz.style.backbone_colour`) when ``backbone`` is given.
 
     Args:
         history: One row per epoch with ``epoch``, ``train_loss``,
             ``train_token_acc`` and, when measured, ``val_loss``, ``val_token_acc``.
-        title: The figure title (e.g. the backbone).
+        title: The figure title (e.g. the backbone), wrapped to the column.
+        backbone: The run's backbone (``"vit"``, ``"convnext"``, ...), for its colour.
 
     Returns:
         A figure with two axes; accuracy is drawn in percent.
 
     Raises:
-        ValueError: If the history is empty or a row lacks a training column.
+        ValueError: If the history is empty or a row lacks a training column, or
+            the backbone has no colour in the palette.
     """
     _check_history(history)
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, label, style in (("train_loss", "training", "-o"), ("val_loss", "validation", "--s")):
-        epochs, values = _column(history, key)
-        if values:
-            loss_ax.plot(epochs, values, style, markersize=3, label=label)
-    for key, label, style in (("train_token_acc", "training", "-o"),
-                              ("val_token_acc", "validation", "--s")):
-        epochs, values = _column(history, key)
-        if values:
-            acc_ax.plot(epochs, [100 * v for v in values], style, markersize=3, label=label)
-    loss_ax.set(xlabel="epoch", ylabel="cross-entropy per token", title="loss")
-    acc_ax.set(xlabel="epoch", ylabel="next-token accuracy (%)",
-               title="token accuracy (teacher forcing)")
-    for ax in (loss_ax, acc_ax):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    colour = style.backbone_colour(backbone) if backbone else style.series_colour(0)
+    fig, (loss_ax, acc_ax) = style.subplots(1, 2, height=2.9)
+    with style.style_context():
+        for ax, keys, scale in ((loss_ax, ("train_loss", "val_loss"), 1.0),
+                                (acc_ax, ("train_token_acc", "val_token_acc"), 100.0)):
+            for key, label, line, marker in ((keys[0], "training", "-", "o"),
+                                             (keys[1], "validation", "--", "s")):
+                epochs, values = _column(history, key)
+                if values:
+                    ax.plot(epochs, [scale * v for v in values], linestyle=line, marker=marker,
+                            markersize=3, color=colour, label=label)
+        loss_ax.set(xlabel="epoch", ylabel="cross-entropy per token", title="loss")
+        acc_ax.set(xlabel="epoch", ylabel="next-token accuracy (%)",
+                   title="token accuracy (teacher forcing)")
+        for ax in (loss_ax, acc_ax):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            ax.legend()
+        if title:
+            fig.suptitle(style.wrap(title, style.TEXT_WIDTH_IN, style.FONT_SIZES["title"]))
     return fig
 
 

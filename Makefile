@@ -1,6 +1,7 @@
 # Prune and Tell: the two commands.
 #   make book   build the course book (notebooks executed) into _build/html
 #   make test   lint, unit tests, every notebook under PTLIB_PROFILE=ci, and the book (ci profile)
+#               opened in headless Chromium (make book-check)
 # Both create .venv on first use and reuse it afterwards.
 
 SHELL := /bin/bash
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.ptlib-installed
 # Notebook kernels must use their inline backend, whatever the caller's MPLBACKEND.
 NB_ENV := env -u MPLBACKEND
 
-.PHONY: book test results install lint unit notebooks book-ci clean help
+.PHONY: book test results install lint unit notebooks book-ci book-check clean help
 
 help:
 	@echo "make book   build the book into _build/html (profile: \$$PTLIB_PROFILE, default cpu)"
@@ -39,7 +40,12 @@ notebooks: install
 book-ci: install
 	PTLIB_PROFILE=ci $(NB_ENV) $(BIN)/jupyter-book build -W -n --keep-going --path-output _build/ci .
 
-test: lint unit notebooks book-ci
+# Every page of the ci book in headless Chromium at 1280x800, offline (scripts/check_book.py;
+# needs Debian's chromium and chromium-driver). Any build: python scripts/check_book.py DIR
+book-check: book-ci
+	$(BIN)/python scripts/check_book.py _build/ci/html
+
+test: lint unit notebooks book-ci book-check
 	@echo "make test: all checks passed"
 
 # The execution cache is keyed on notebook contents, not on the profile, so a build

@@ -1,7 +1,9 @@
-"""The from-scratch attention and decoder layer of chapter 4 agree with ptlib.models.
+"""The from-scratch pieces of chapters 3 and 4 agree with ptlib.models.
 
-The notebook's cells whose first line is ``# scratch: ...`` only define functions;
-this test runs them and compares their results with the library.
+Chapter 3 writes the norm scorer, the top-k selection and the token gather;
+chapter 4 writes attention, the causal mask and a decoder layer. The notebooks'
+cells whose first line is ``# scratch: ...`` only define functions; these tests
+run them and compare their results with the library.
 """
 
 from __future__ import annotations
@@ -12,25 +14,60 @@ from pathlib import Path
 import pytest
 import torch
 
-from ptlib.models import CaptionDecoder, MultiHeadAttention, causal_allowed
+from ptlib.models import CaptionDecoder, MultiHeadAttention, TokenPruner, causal_allowed, num_kept
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "04_decoder.ipynb"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK = NOTEBOOKS / "04_decoder.ipynb"
+PRUNING_NOTEBOOK = NOTEBOOKS / "03_token_pruning.ipynb"
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def scratch() -> dict:
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
+def _scratch_cells(notebook: Path, at_least: int) -> dict:
+    cells = json.loads(notebook.read_text())["cells"]
     namespace: dict = {}
     found = 0
     for cell in cells:
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         if cell["cell_type"] == "code" and source.startswith("# scratch:"):
-            exec(compile(source, f"{NOTEBOOK.name} scratch cell", "exec"), namespace)
+            exec(compile(source, f"{notebook.name} scratch cell", "exec"), namespace)
             found += 1
-    assert found >= 2, f"{NOTEBOOK.name} lost its '# scratch:' cells"
+    assert found >= at_least, f"{notebook.name} lost its '# scratch:' cells"
     return namespace
+
+
+@pytest.fixture(scope="module")
+def scratch() -> dict:
+    return _scratch_cells(NOTEBOOK, 2)
+
+
+@pytest.fixture(scope="module")
+def pruning_scratch() -> dict:
+    return _scratch_cells(PRUNING_NOTEBOOK, 1)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 0.5, 0.7, 0.99])
+@pytest.mark.parametrize("shape", [(2, 36, 16), (3, 144, 8), (1, 7, 5)])
+def test_scratch_norm_prune_matches_token_pruner(pruning_scratch, shape, ratio):
+    torch.manual_seed(0)
+    tokens = torch.randn(*shape)
+    ours, our_kept = pruning_scratch["scratch_norm_prune"](tokens, ratio)
+    result = TokenPruner(ratio, "norm").eval()(tokens)
+    assert pruning_scratch["scratch_num_kept"](shape[1], ratio) == num_kept(shape[1], ratio)
+    assert our_kept.shape == (shape[0], num_kept(shape[1], ratio))
+    if ratio > 0:  # ratio 0 keeps everything without scoring
+        torch.testing.assert_close(pruning_scratch["scratch_norm_scores"](tokens), result.scores)
+    assert torch.equal(our_kept, result.kept_indices)
+    assert torch.equal(ours, result.tokens)
+
+
+def test_scratch_top_k_keeps_the_highest_in_grid_order(pruning_scratch):
+    scores = torch.tensor([[0.1, 0.9, 0.5, 0.7, 0.2], [3.0, 1.0, 2.0, 0.0, 4.0]])
+    kept = pruning_scratch["scratch_top_k"](scores, 3)
+    assert kept.tolist() == [[1, 2, 3], [0, 2, 4]]
+    tokens = torch.arange(2 * 5 * 2, dtype=torch.float).reshape(2, 5, 2)
+    gathered = pruning_scratch["scratch_gather"](tokens, kept)
+    assert gathered[1, 2].tolist() == tokens[1, 4].tolist()
 
 
 def test_scratch_multi_head_matches_ptlib(scratch):

@@ -15,7 +15,8 @@ NB_ENV := env -u MPLBACKEND
 .PHONY: book test results install lint unit notebooks book-ci book-check clean help
 
 help:
-	@echo "make book   build the book into _build/html (profile: \$$PTLIB_PROFILE, default cpu)"
+	@echo "make book   build the book into _build/html (profile: \$$PTLIB_PROFILE, default cpu;"
+	@echo "            gpu: the same course at GPU scale; coco: needs COCO; PTLIB_SMOKE=1 shrinks)"
 	@echo "make test   ruff, pytest tests/, nbval notebooks/ and the book, all with PTLIB_PROFILE=ci"
 	@echo "make results  train and evaluate everything the book shows (profile cpu: results/cpu/)"
 
@@ -57,6 +58,7 @@ book: install
 		rm -rf _build/.jupyter_cache _build/jupyter_execute; \
 	fi; \
 	mkdir -p _build && echo "$$profile" > _build/.book-profile; \
+	PTLIB_PROFILE=$$profile $(BIN)/ptlib info > /dev/null && \
 	PTLIB_PROFILE=$$profile $(NB_ENV) $(BIN)/jupyter-book build -W -n --keep-going . && \
 	echo "The book is at $$(pwd)/_build/html/index.html (profile $$profile)"
 

@@ -38,9 +38,10 @@ class Requirement:
 
 OLDEST: tuple[Requirement, ...] = (
     Requirement("torch", "2.3", "3",
-                "torch.amp.GradScaler(device_type) (ptlib.train.amp; new in 2.3); also "
-                "SDPA (2.0), torch.utils.flop_counter and torch.backends.mha (2.1), "
-                "torch.load(weights_only=True) (1.13)"),
+                "torch.amp.GradScaler(device_type) (ptlib.train.amp) and "
+                "torch.backends.mha.set_fastpath_enabled (ptlib.bench.flops; pytorch PR "
+                "112212, merged January 2024), both new in 2.3; older APIs: "
+                "torch.utils.flop_counter (2.1), SDPA (2.0), torch.load(weights_only=True)"),
     Requirement("torchvision", "0.18", "1",
                 "the release built for torch 2.3 (its wheels pin torch exactly); ptlib "
                 "itself uses no torchvision API, timm imports it"),

@@ -52,6 +52,8 @@ from ptlib.data.vocab import SPECIAL_TOKENS  # noqa: E402
 from ptlib.train.loss import caption_loss_sum  # noqa: E402
 
 GIB = 2**30
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+"""``torch.OutOfMemoryError`` (torch >= 2.5), or its CUDA-only predecessor: ptlib needs 2.3."""
 RESULT_NAME = "gpu_memory_check.json"
 VARIANTS: tuple[tuple[str, str, float], ...] = (
     ("fine-tuned", "memory", 0.0),
@@ -98,7 +100,7 @@ class Backend:
     def check_fits(self, batch_size: int) -> None:
         """Raise ``torch.OutOfMemoryError`` for a batch above the simulated capacity."""
         if self.dry_run and batch_size > self.dry_run_capacity:
-            raise torch.OutOfMemoryError(f"simulated: batch {batch_size} > {self.dry_run_capacity}")
+            raise OutOfMemoryError(f"simulated: batch {batch_size} > {self.dry_run_capacity}")
 
     def reset_peak(self) -> None:
         if self.device.type == "cuda":
@@ -173,7 +175,7 @@ class TrainingStep:
         try:
             self(batch_size, steps=2)
             return True
-        except torch.OutOfMemoryError:
+        except OutOfMemoryError:
             self.optimizer.zero_grad(set_to_none=True)
             return False
         finally:
@@ -258,7 +260,7 @@ def measure_variant(
         try:
             step(size, steps=2)
             peaks[str(size)] = backend.peak_bytes()
-        except torch.OutOfMemoryError:
+        except OutOfMemoryError:
             peaks[str(size)] = "out of memory"
         finally:
             step.optimizer.zero_grad(set_to_none=True)
@@ -284,7 +286,7 @@ def measure_variant(
                 model.generate(images, max_len=args.caption_tokens, stop_at_eos=False)
 
         row["caption_images_per_s"] = throughput(caption, backend, batch, args.throughput_repeats)
-    except torch.OutOfMemoryError as err:
+    except OutOfMemoryError as err:
         row["throughput_error"] = f"out of memory: {err}"
     return row
 

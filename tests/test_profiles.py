@@ -144,3 +144,20 @@ def test_smoke_shrinks_sizes_but_keeps_the_code_paths(monkeypatch, tmp_path):
     monkeypatch.setenv("PTLIB_SMOKE", "maybe")
     with pytest.raises(ValueError, match="PTLIB_SMOKE"):
         course.get_profile("gpu")
+
+
+def test_setup_page_quotes_the_stored_estimate_and_the_version_floors():
+    """The numbers typed in book/setup.md and README.md come from their sources."""
+    from ptlib.requirements import OLDEST
+
+    setup = (ROOT / "book" / "setup.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    estimate = json.loads((ROOT / "results" / "estimates" / "gpu_book_time.json").read_text())
+    assert "ESTIMATE" in estimate["what"]
+    assert f"about {round(estimate['total_min']['gpu_min'])} minutes" in setup
+    assert f"about {estimate['total_min']['cpu_min'] / 60:.1f} hours" in setup
+    for requirement in OLDEST:
+        assert f"| {requirement.oldest} |" in setup, requirement.name
+        assert f"(>= {requirement.oldest})" in readme, requirement.name
+    for name in course.PROFILE_NAMES:
+        assert f"| `{name}` |" in setup

@@ -2,10 +2,11 @@
 
 Usage (from the repository root, after building the book):
 
-    python scripts/check_book.py _build/ci/html          # make book-ci; what make test runs
-    python scripts/check_book.py _build/html             # make book (cpu profile)
-    python scripts/check_book.py _build/ci/html 07 08    # only pages whose name starts so
-    make book-check                                      # builds the ci book first
+    python scripts/check_book.py _build/ci        # make book-ci's build; what make test runs
+    python scripts/check_book.py _build/html      # make book (cpu profile)
+    python scripts/check_book.py _build/ci 07 08  # only pages whose name starts so
+    python scripts/check_book.py _build/ci book/  # only the pages under book/
+    make book-check                               # builds the ci book first
 
 Each page is opened with no network (a dead proxy: anything loaded from the internet fails,
 as on a laptop offline), toggles and collapsed cells are opened, and the page fails on:
@@ -392,12 +393,13 @@ def report(results: dict[str, dict[str, list[str]]]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("html", type=Path, help="built book: _build/ci/html or _build/html")
+    parser.add_argument("html", type=Path, help="built book: _build/ci (its _build/html) or _build/html")
     parser.add_argument("pages", nargs="*", help="page name prefixes, e.g. 07 08 (default all)")
     parser.add_argument("--limit", type=int, default=check_widths.LIMIT,
                         help=f"characters per text output line (default {check_widths.LIMIT})")
     args = parser.parse_args(argv)
-    html = args.html / "html" if (args.html / "html" / "index.html").exists() else args.html
+    html = next((d for d in (args.html, args.html / "html", args.html / "_build" / "html")
+                 if (d / "index.html").exists()), args.html)
     if not (html / "index.html").exists():
         parser.error(f"{args.html}: no built book here (no index.html); run make book-ci")
     pages = book_pages(html, args.pages)

@@ -11,6 +11,7 @@ arguments to show one saved state.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -72,16 +73,22 @@ class DemoOutput:
     figure: Figure
     trials: list[PointingTrial] = field(default_factory=list)
 
-    def summary(self) -> str:
-        """One line: the caption, tokens kept and the pointing result per shape word."""
-        text = (f"{self.caption!r} ({self.method}, ratio {self.ratio:.1f}: "
-                f"{self.kept_tokens}/{self.total_tokens} tokens kept)")
+    def summary(self, width: int = 80) -> str:
+        """The caption, tokens kept and the pointing result per shape word.
+
+        Args:
+            width: Wrap every line to this many characters (the book's column).
+        """
+        lines = textwrap.wrap(repr(self.caption), width)
+        lines.append(f"({self.method}, ratio {self.ratio:.1f}: "
+                     f"{self.kept_tokens}/{self.total_tokens} tokens kept)")
         scored = [t for t in self.trials if t.scored]
         if self.trials:
             marks = ", ".join(f"{t.word}: {'hit' if t.hit else 'miss' if t.scored else 'absent'}"
                               for t in self.trials)
-            text += f"; pointing game {sum(t.hit for t in scored)}/{len(scored)} ({marks})"
-        return text
+            lines += textwrap.wrap(f"pointing game {sum(t.hit for t in scored)}/{len(scored)} "
+                                   f"({marks})", width)
+        return "\n".join(lines)
 
 
 def content_positions(words: Sequence[str]) -> list[int]:

@@ -190,7 +190,7 @@ def get_profile(name: str | None = None, *, check_data: bool = True) -> Profile:
         for section, update in _profiles_table()["smoke"]["sections"].items():
             if section in sections:
                 sections[section] = {**sections[section], **update}
-        description += f" [{SMOKE_ENV}=1: sizes shrunk, numbers mean nothing]"
+        description += f" ({SMOKE_ENV}=1: shrunk)"
     profile = Profile(name=name, description=description, seed=int(entry.get("seed", 0)),
                       settings=sections, smoke=smoke)
     if check_data and name == "coco":

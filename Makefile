@@ -43,7 +43,7 @@ book-ci: install
 # Every page of the ci book in headless Chromium at 1280x800, offline (scripts/check_book.py;
 # needs Debian's chromium and chromium-driver). Any build: python scripts/check_book.py DIR
 book-check: book-ci
-	$(BIN)/python scripts/check_book.py _build/ci/html
+	$(BIN)/python scripts/check_book.py _build/ci/_build/html
 
 test: lint unit notebooks book-ci book-check
 	@echo "make test: all checks passed"

@@ -2,16 +2,18 @@
 
 Usage (from the repository root, after building the book):
 
-    python scripts/check_book.py _build/ci/html          # make book-ci; what make test runs
-    python scripts/check_book.py _build/html             # make book (cpu profile)
-    python scripts/check_book.py _build/ci/html 07 08    # only pages whose name starts so
-    make book-check                                      # builds the ci book first
+    python scripts/check_book.py _build/ci        # make book-ci's build; what make test runs
+    python scripts/check_book.py _build/html      # make book (cpu profile)
+    python scripts/check_book.py _build/ci 07 08  # only pages whose name starts so
+    python scripts/check_book.py _build/ci book/  # only the pages under book/
+    make book-check                               # builds the ci book first
 
 Each page is opened with no network (a dead proxy: anything loaded from the internet fails,
 as on a laptop offline), toggles and collapsed cells are opened, and the page fails on:
 
   overflow  a code, output, table or formula block wider than the column (hidden behind
-            horizontal scrolling or sticking out of it)
+            horizontal scrolling or sticking out of it), or a column whose code blocks hold
+            fewer characters than the limit
   wide      a text output line over scripts/check_widths.py's LIMIT characters (from the
             build's executed notebooks), even where the browser happens to fit it
   image     an image that does not load
@@ -118,9 +120,10 @@ const done = arguments[arguments.length - 1];
     const scroller = ['auto', 'scroll', 'hidden'].includes(cs.overflowX) || el.tagName === 'PRE';
     const rect = el.getBoundingClientRect();
     let how = null;
-    if (scroller && el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0) {
+    // A few px (an italic glyph in inline math) hide less than a character: not counted.
+    if (scroller && el.scrollWidth > el.clientWidth + 4 && el.clientWidth > 0) {
       how = `${el.scrollWidth}px of content in a ${el.clientWidth}px box (scrolls)`;
-    } else if (rect.width > 0 && rect.right > colRight + 2) {
+    } else if (rect.width > 0 && rect.right > colRight + 4) {
       how = `ends ${Math.round(rect.right - colRight)}px right of the column`;
     }
     if (!how) continue;
@@ -251,7 +254,8 @@ def book_pages(html: Path, prefixes: list[str]) -> list[Path]:
 
     Args:
         html: The build's html directory.
-        prefixes: Keep only pages whose file name starts with one of these (all if empty).
+        prefixes: Keep only pages whose file name or path starts with one of these (all if
+            empty), e.g. ``07`` or ``book/``.
     """
     pages = []
     for page in sorted(html.rglob("*.html")):
@@ -261,7 +265,8 @@ def book_pages(html: Path, prefixes: list[str]) -> list[Path]:
         head = page.read_text(encoding="utf-8", errors="replace")[:2000].lower()
         if 'http-equiv="refresh"' in head:  # the root index.html only redirects
             continue
-        if prefixes and not any(page.name.startswith(p) for p in prefixes):
+        if prefixes and not any(page.name.startswith(p) or rel.as_posix().startswith(p)
+                                for p in prefixes):
             continue
         pages.append(page)
     return pages
@@ -347,6 +352,10 @@ def check_pages(html: Path, pages: list[Path], limit: int) -> dict[str, dict[str
                     seen.add(why)
                     problems["link"].append(f"{where}: {why}")
             cols = found["codeCols"]
+            if cols is not None and cols < limit:
+                problems["overflow"].insert(0, (
+                    f"a code block holds {cols} characters, fewer than the {limit} a line may "
+                    "have: widen the column (_static/book-width.css)"))
             problems["info"] = [
                 f"viewport {found['innerWidth']}px, column {found['columnPx']}px"
                 + (f", a code block holds {cols} characters" if cols else "")
@@ -384,12 +393,13 @@ def report(results: dict[str, dict[str, list[str]]]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("html", type=Path, help="built book: _build/ci/html or _build/html")
+    parser.add_argument("html", type=Path, help="built book: _build/ci (its _build/html) or _build/html")
     parser.add_argument("pages", nargs="*", help="page name prefixes, e.g. 07 08 (default all)")
     parser.add_argument("--limit", type=int, default=check_widths.LIMIT,
                         help=f"characters per text output line (default {check_widths.LIMIT})")
     args = parser.parse_args(argv)
-    html = args.html / "html" if (args.html / "html" / "index.html").exists() else args.html
+    html = next((d for d in (args.html, args.html / "html", args.html / "_build" / "html")
+                 if (d / "index.html").exists()), args.html)
     if not (html / "index.html").exists():
         parser.error(f"{args.html}: no built book here (no index.html); run make book-ci")
     pages = book_pages(html, args.pages)

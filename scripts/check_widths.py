@@ -8,14 +8,14 @@ lines; ``make book-check`` (``scripts/check_book.py``) checks the rendered pages
 Usage (from the repository root):
 
     python scripts/check_widths.py                      # code lines of every notebook
-    python scripts/check_widths.py _build/ci/html       # + text outputs of that build
+    python scripts/check_widths.py _build/ci            # + text outputs of the ci build
     python scripts/check_widths.py _build/html 07 08    # only chapters 07_* and 08_*
     python scripts/check_widths.py --limit 88 _build/ci # another limit
 
-A build dir is ``_build/html`` (``make book``), ``_build/ci/html`` (``make book-ci``) or
-their parent; the executed notebooks are read from ``<build>/jupyter_execute``. Each wide
-line is printed as ``file: cell N [output]: W chars: text``; the exit status is 1 when any
-line is too wide.
+A build dir is ``_build/html`` (``make book``), ``_build/ci/_build/html`` (``make book-ci``),
+their parent, or ``_build/ci``; the executed notebooks are read from the build's
+``jupyter_execute`` directory. Each wide line is printed as
+``file: cell N code|output: W chars: text``; the exit status is 1 when any line is too wide.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def wide_output_lines(path: Path, limit: int = LIMIT, name: str | None = None) -
     """Text output lines of an executed notebook wider than ``limit``.
 
     Args:
-        path: An executed ``.ipynb`` (e.g. ``_build/ci/jupyter_execute/notebooks/x.ipynb``).
+        path: An executed ``.ipynb`` (``_build/ci/_build/jupyter_execute/notebooks/x.ipynb``).
         limit: Most characters allowed per line.
         name: Name to report the file under (default: ``path.name``).
 
@@ -183,7 +183,7 @@ def executed_notebooks(build: Path) -> list[Path]:
     """The executed notebooks of a built book.
 
     Args:
-        build: ``_build/html``, ``_build/ci/html`` or their parent directory.
+        build: ``_build/html``, ``_build/ci/_build/html``, their parent or ``_build/ci``.
 
     Returns:
         The ``.ipynb`` files under the build's ``jupyter_execute`` directory, sorted.
@@ -191,7 +191,8 @@ def executed_notebooks(build: Path) -> list[Path]:
     Raises:
         SystemExit: When the directory holds no executed notebooks.
     """
-    candidates = [build / "jupyter_execute", build.parent / "jupyter_execute"]
+    candidates = [build / "jupyter_execute", build.parent / "jupyter_execute",
+                  build / "_build" / "jupyter_execute"]
     for directory in candidates:
         if directory.is_dir():
             found = sorted(p for p in directory.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
@@ -199,7 +200,7 @@ def executed_notebooks(build: Path) -> list[Path]:
                 return found
     raise SystemExit(
         f"{build}: no executed notebooks in {' or '.join(map(str, candidates))}; build the book first "
-        "(make book, or make book-ci for _build/ci/html)"
+        "(make book, or make book-ci for _build/ci/_build/html)"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -21,8 +22,8 @@ if not (Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exi
                 allow_module_level=True)
 
 PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"><style>
-body {{ margin: 0; }} article.bd-article {{ width: 600px; padding: 0 20px; }}
-pre {{ overflow-x: auto; font-family: monospace; }}
+body {{ margin: 0; }} article.bd-article {{ width: 760px; padding: 0 20px; }}
+pre {{ overflow-x: auto; font: 14px monospace; }}
 </style></head><body><main><article class="bd-article">
 <section id="intro"><h1>Title</h1>{body}</section></article></main></body></html>"""
 
@@ -63,7 +64,7 @@ def book(tmp_path_factory):
         PAGE.format(body=CLEAN.replace("'ok.png'", "'../ok.png'").replace("'other", "'../other")))
     (html / "notebooks" / "02_broken.html").write_text(
         PAGE.format(body=BROKEN.replace("'other", "'../other")))
-    # The executed notebook of chapter 2: an 85-character line fits 600 px but not the limit.
+    # The executed notebook of chapter 2: an 85-character line fits 760 px but not the limit.
     executed = html.parent / "jupyter_execute" / "notebooks"
     executed.mkdir(parents=True)
     cell = {"cell_type": "code", "source": "", "metadata": {}, "execution_count": 1,
@@ -100,3 +101,11 @@ def test_every_problem_is_found_and_a_clean_page_passes(book, capsys):
     assert check_book.report(results) == 8
     out = capsys.readouterr().out
     assert "notebooks/01_clean.html: OK" in out and "FAILED: 8 problems" in out
+
+
+def test_a_column_narrower_than_the_limit_fails(book):
+    pages = check_book.book_pages(book, ["01"])
+    results = check_book.check_pages(book, pages, limit=200)
+    [problem] = results["notebooks/01_clean.html"]["overflow"]
+    assert re.fullmatch(r"a code block holds (8\d|9\d) characters, fewer than the 200 a line "
+                        r"may have: widen the column \(_static/book-width.css\)", problem), problem

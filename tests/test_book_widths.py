@@ -1,6 +1,6 @@
 """Nothing wider than the book's column: every notebook code line fits in LIMIT characters.
 
-Text outputs are checked on a built book: ``python scripts/check_widths.py _build/ci/html``
+Text outputs are checked on a built book: ``python scripts/check_widths.py _build/ci/_build/html``
 and, in a browser, ``make book-check``.
 """
 

@@ -16,11 +16,8 @@ from PIL import Image
 
 from ptlib.viz import style
 
-Caption = str | Sequence[str] | None
-"""One image's text: a string, a list of lines (each wrapped on its own), or nothing."""
 
-
-def _caption_text(caption: Caption, width_in: float) -> str:
+def _caption_text(caption: str | Sequence[str] | None, width_in: float) -> str:
     if caption is None:
         return ""
     lines = [caption] if isinstance(caption, str) else list(caption)
@@ -29,7 +26,7 @@ def _caption_text(caption: Caption, width_in: float) -> str:
 
 def image_grid(
     images: Sequence[Image.Image | np.ndarray],
-    captions: Sequence[Caption] | None = None,
+    captions: Sequence[str | Sequence[str] | None] | None = None,
     *,
     titles: Sequence[str] | None = None,
     ncols: int = 3,

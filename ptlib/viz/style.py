@@ -44,13 +44,13 @@ COLUMN_PX = 688
 headless Chromium on sphinx-book-theme 1.3)."""
 
 DPI = 96
-"""Figure pixels per inch: at 96, one figure pixel is one CSS pixel and N pt is N pt."""
+"""Figure pixels per inch; at 96, one figure pixel is one CSS pixel and N pt is N pt."""
 
 TIGHT_PAD_IN = 0.1
 """Padding (inches) that Jupyter's ``bbox_inches="tight"`` adds around a figure."""
 
 TEXT_WIDTH_IN = 6.8
-"""The widest figure, in inches: ``6.8 * 96 + 2 * 0.1 * 96 = 672`` px, inside the column."""
+"""The widest figure in inches (``6.8 * 96 + 2 * 0.1 * 96 = 672`` px, inside the column)."""
 
 MIN_FONT_PT = 8.0
 """No text in a course figure is smaller than this, as displayed."""
@@ -92,7 +92,7 @@ HEATMAP_CMAP = "viridis"
 """Perceptually uniform sequential map for every heatmap (attention, scores, counts)."""
 
 PRUNED_RGBA = (1.0, 1.0, 1.0, 0.82)
-"""Pruned token cells: washed out to white (neither a grey of the image nor a map colour)."""
+"""Pruned token cells are washed out to white (neither a grey of the image nor a map colour)."""
 
 _ALIASES: dict[str, str] = {
     "none": "none", "no_pruning": "none", "unpruned": "none",
@@ -224,7 +224,7 @@ def figure(width_fraction: float = 1.0, height: float | None = None, **kwargs: A
     Args:
         width_fraction: Share of the column's width, in ``(0, 1]``.
         height: Inches (default: 0.45 of the width).
-        **kwargs: Passed to :func:`matplotlib.pyplot.figure` (``layout`` defaults
+        **kwargs: Passed to ``matplotlib.pyplot.figure`` (``layout`` defaults
             to ``"constrained"``).
     """
     width = figure_width(width_fraction)
@@ -242,7 +242,7 @@ def subplots(
     height: float | None = None,
     **kwargs: Any,
 ) -> tuple[Figure, Any]:
-    """:func:`matplotlib.pyplot.subplots` in the course style, never wider than the column.
+    """``matplotlib.pyplot.subplots`` in the course style, never wider than the column.
 
     Args:
         nrows: Rows of panels.
@@ -252,7 +252,7 @@ def subplots(
         **kwargs: Passed on (``layout`` defaults to ``"constrained"``).
 
     Returns:
-        ``(figure, axes)`` as :func:`matplotlib.pyplot.subplots` returns them.
+        ``(figure, axes)`` as ``matplotlib.pyplot.subplots`` returns them.
     """
     width = figure_width(width_fraction)
     if height is None:
@@ -275,7 +275,7 @@ def colorbar(
             :class:`~matplotlib.cm.ScalarMappable` with the shared norm and map.
         ax: The panel(s) the bar belongs to; the bar takes its room from them.
         label: What the colours measure (e.g. ``"attention weight"``).
-        **kwargs: Passed to :meth:`matplotlib.figure.Figure.colorbar`
+        **kwargs: Passed to ``Figure.colorbar``
             (default ``shrink=0.9``, ``fraction=0.05``, ``pad=0.02``).
     """
     given = np.ravel(np.asarray(ax, dtype=object)).tolist()

@@ -57,10 +57,12 @@ class WideLine:
 
     Attributes:
         file: Notebook path as given (or relative to the build dir).
-        cell: Index of the code cell among all cells of the notebook.
+        cell: Index of the cell among all cells of the notebook (0-based, as in its JSON).
         kind: ``"code"`` or ``"output"``.
         width: Display width in characters.
         text: The line itself.
+        shown: Which code cell of the rendered page it is (1-based, the browser check's
+            "cell N"; cells tagged remove-cell are not counted), or 0 for a removed cell.
     """
 
     file: str
@@ -68,9 +70,22 @@ class WideLine:
     kind: str
     width: int
     text: str
+    shown: int = 0
 
     def __str__(self) -> str:
-        return f"{self.file}: cell {self.cell} {self.kind}: {self.width} chars: {self.text}"
+        page = f" (page cell {self.shown})" if self.shown else ""
+        return f"{self.file}: cell {self.cell}{page} {self.kind}: {self.width} chars: {self.text}"
+
+
+def _code_cells(path: Path) -> Iterable[tuple[int, int, dict]]:
+    """(index in the notebook, 1-based index on the rendered page or 0, cell) per code cell."""
+    shown = 0
+    for index, cell in enumerate(_load(path)["cells"]):
+        if cell.get("cell_type") != "code":
+            continue
+        rendered = not _tags(cell) & {"remove-cell", "remove_cell"}
+        shown += rendered
+        yield index, shown if rendered else 0, cell
 
 
 def display_width(line: str) -> int:
@@ -119,12 +134,10 @@ def wide_code_lines(path: Path, limit: int = LIMIT, name: str | None = None) -> 
     """
     name = name or path.name
     found = []
-    for index, cell in enumerate(_load(path)["cells"]):
-        if cell.get("cell_type") != "code":
-            continue
+    for index, shown, cell in _code_cells(path):
         for line in _text(cell.get("source", "")).splitlines():
             if display_width(line) > limit:
-                found.append(WideLine(name, index, "code", display_width(line), line))
+                found.append(WideLine(name, index, "code", display_width(line), line, shown))
     return found
 
 
@@ -168,14 +181,12 @@ def wide_output_lines(path: Path, limit: int = LIMIT, name: str | None = None) -
     """
     name = name or path.name
     found = []
-    for index, cell in enumerate(_load(path)["cells"]):
-        if cell.get("cell_type") != "code":
-            continue
+    for index, shown, cell in _code_cells(path):
         for text in output_texts(cell):
             for line in _visible_lines(text):
                 width = display_width(line)
                 if width > limit:
-                    found.append(WideLine(name, index, "output", width, ANSI.sub("", line)))
+                    found.append(WideLine(name, index, "output", width, ANSI.sub("", line), shown))
     return found
 
 

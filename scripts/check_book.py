@@ -286,7 +286,8 @@ def wide_output_by_page(html: Path, limit: int) -> dict[Path, list[str]]:
         for line in check_widths.wide_output_lines(notebook, limit):
             text = line.text if len(line.text) <= 70 else line.text[:70] + "…"
             found.setdefault(page.resolve(), []).append(
-                f"code cell {line.cell} output: {line.width} chars: \"{text}\""
+                f"cell {line.shown} output (notebook cell {line.cell}): {line.width} chars: "
+                f"\"{text}\""
             )
     return found
 

@@ -57,10 +57,12 @@ class WideLine:
 
     Attributes:
         file: Notebook path as given (or relative to the build dir).
-        cell: Index of the code cell among all cells of the notebook.
+        cell: Index of the cell among all cells of the notebook (0-based, as in its JSON).
         kind: ``"code"`` or ``"output"``.
         width: Display width in characters.
         text: The line itself.
+        shown: Which code cell of the rendered page it is (1-based, the browser check's
+            "cell N"; cells tagged remove-cell are not counted), or 0 for a removed cell.
     """
 
     file: str
@@ -68,9 +70,22 @@ class WideLine:
     kind: str
     width: int
     text: str
+    shown: int = 0
 
     def __str__(self) -> str:
-        return f"{self.file}: cell {self.cell} {self.kind}: {self.width} chars: {self.text}"
+        page = f" (page cell {self.shown})" if self.shown else ""
+        return f"{self.file}: cell {self.cell}{page} {self.kind}: {self.width} chars: {self.text}"
+
+
+def _code_cells(path: Path, notebook: dict | None = None) -> Iterable[tuple[int, int, dict]]:
+    """(index in the notebook, 1-based index on the rendered page or 0, cell) per code cell."""
+    shown = 0
+    for index, cell in enumerate((notebook or _load(path))["cells"]):
+        if cell.get("cell_type") != "code":
+            continue
+        rendered = not _tags(cell) & {"remove-cell", "remove_cell"}
+        shown += rendered
+        yield index, shown if rendered else 0, cell
 
 
 def display_width(line: str) -> int:
@@ -119,12 +134,10 @@ def wide_code_lines(path: Path, limit: int = LIMIT, name: str | None = None) -> 
     """
     name = name or path.name
     found = []
-    for index, cell in enumerate(_load(path)["cells"]):
-        if cell.get("cell_type") != "code":
-            continue
+    for index, shown, cell in _code_cells(path):
         for line in _text(cell.get("source", "")).splitlines():
             if display_width(line) > limit:
-                found.append(WideLine(name, index, "code", display_width(line), line))
+                found.append(WideLine(name, index, "code", display_width(line), line, shown))
     return found
 
 
@@ -168,15 +181,37 @@ def wide_output_lines(path: Path, limit: int = LIMIT, name: str | None = None) -
     """
     name = name or path.name
     found = []
-    for index, cell in enumerate(_load(path)["cells"]):
-        if cell.get("cell_type") != "code":
-            continue
+    for index, shown, cell in _code_cells(path, _with_cached_outputs(path)):
         for text in output_texts(cell):
             for line in _visible_lines(text):
                 width = display_width(line)
                 if width > limit:
-                    found.append(WideLine(name, index, "output", width, ANSI.sub("", line)))
+                    found.append(WideLine(name, index, "output", width, ANSI.sub("", line), shown))
     return found
+
+
+def _with_cached_outputs(path: Path) -> dict:
+    """An executed notebook, its outputs taken from the build's jupyter-cache when missing.
+
+    A rebuild that finds every notebook in the execution cache writes the
+    ``jupyter_execute`` copies without outputs (myst-nb 1.x); the cache still has them.
+    """
+    notebook = _load(path)
+    if any(c.get("outputs") for c in notebook["cells"] if c.get("cell_type") == "code"):
+        return notebook
+    cache_dir = next((p / ".jupyter_cache" for p in path.parents
+                      if (p / ".jupyter_cache").is_dir()), None)
+    if cache_dir is None:
+        return notebook
+    import nbformat
+    from jupyter_cache import get_cache
+
+    try:
+        _, merged = get_cache(cache_dir).merge_match_into_notebook(
+            nbformat.reads(json.dumps(notebook), as_version=4))
+    except KeyError:  # not in the cache: executed under other contents
+        return notebook
+    return json.loads(nbformat.writes(merged))
 
 
 def executed_notebooks(build: Path) -> list[Path]:

@@ -90,7 +90,7 @@ def test_every_problem_is_found_and_a_clean_page_passes(book, capsys):
     assert broken["overflow"][0].startswith("cell 1 output <pre>")
     assert "200 chars" in broken["overflow"][0]
     assert "table" in broken["overflow"][1]
-    assert broken["wide"] == ['code cell 0 output: 85 chars: "' + "v" * 70 + '…"']
+    assert broken["wide"] == ['cell 1 output (notebook cell 0): 85 chars: "' + "v" * 70 + '…"']
     assert len(broken["image"]) == 1 and "missing.png" in broken["image"][0]
     assert len(broken["error"]) == 1 and "ValueError: bad" in broken["error"][0]
     assert len(broken["tex"]) == 1 and "\\max\\bigl" in broken["tex"][0]

@@ -59,7 +59,7 @@ def test_wide_code_lines_are_found(tmp_path):
         ],
     )
     wide = check_widths.wide_code_lines(path)
-    assert [(w.cell, w.width) for w in wide] == [(2, limit + 1)]
+    assert [(w.cell, w.shown, w.width) for w in wide] == [(2, 2, limit + 1)]
 
 
 def test_display_width_counts_tabs_wide_glyphs_and_no_colour_codes():
@@ -80,9 +80,11 @@ def test_wide_output_lines_are_the_ones_shown(tmp_path):
         {"output_type": "display_data", "data": {"text/plain": "z" * 90}, "metadata": {}},
         {"output_type": "error", "ename": "E", "evalue": "", "traceback": ["\x1b[31m" + "e" * 81]},
     ]
-    path = _notebook(tmp_path, [_code("f()", outputs), _code("g()", outputs, ["remove-output"])])
+    path = _notebook(tmp_path, [_code("x", tags=["remove-cell"]), _code("f()", outputs),
+                                _code("g()", outputs, ["remove-output"])])
     wide = check_widths.wide_output_lines(path)
-    assert [(w.cell, w.width) for w in wide] == [(0, 100), (0, 90), (0, 81)]
+    # the first rendered code cell is the notebook's second
+    assert [(w.cell, w.shown, w.width) for w in wide] == [(1, 1, 100), (1, 1, 90), (1, 1, 81)]
     assert wide[2].text == "e" * 81
 
 

@@ -3,7 +3,8 @@
 Training memory at batch ``B`` is, to first order::
 
     static (parameters + gradients + optimizer state)
-    + fixed (batch-independent saved tensors, e.g. half-precision weight copies under AMP)
+    + fixed (batch-independent saved tensors, e.g. half-precision weight
+      copies under AMP)
     + B * per_image (tensors autograd saves for backward)
 
 :func:`training_memory` measures ``per_image`` and ``fixed`` with

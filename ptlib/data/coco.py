@@ -8,7 +8,8 @@ downloads)::
     ROOT/annotations/captions_val2014.json
     ROOT/train2014/*.jpg                        from train2014.zip (82,783 images)
     ROOT/val2014/*.jpg                          from val2014.zip (40,504 images)
-    ROOT/dataset_coco.json                      Karpathy split, from caption_datasets.zip
+    ROOT/dataset_coco.json                      from caption_datasets.zip
+                                                (the Karpathy split)
 
 (and the same with ``2017`` for COCO 2017: 118,287 train and 5,000 val images).
 

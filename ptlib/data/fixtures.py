@@ -7,7 +7,8 @@
     ROOT/annotations/captions_val2014.json
     ROOT/train2014/COCO_train2014_000000000001.jpg ...
     ROOT/val2014/COCO_val2014_000000000025.jpg ...
-    ROOT/dataset_coco.json                       Karpathy split: train/restval/val/test
+    ROOT/dataset_coco.json                       Karpathy split
+                                                 (train/restval/val/test)
 
 The images and captions are shapes images (:mod:`ptlib.data.shapes`), so a
 model trained on the fixture learns something real in seconds. As in the real

@@ -18,8 +18,10 @@ A *group* is a set of objects that share size, colour and shape. Objects that
 share all three are always named together with a count, so no caption is
 ambiguous about which object it means::
 
-    indefinite:  COUNT SIZE COLOUR SHAPE[s]      "a small red circle", "two large blue stars"
-    definite:    the SIZE COLOUR SHAPE[s]        "the small red circle", "the large blue stars"
+    indefinite:  COUNT SIZE COLOUR SHAPE[s]   "a small red circle",
+                                              "two large blue stars"
+    definite:    the SIZE COLOUR SHAPE[s]     "the small red circle",
+                                              "the large blue stars"
 
 Size is always named (the small/large distinction is part of the ground truth).
 

@@ -8,8 +8,8 @@ relation (the grammar is in :mod:`ptlib.data.grammar`).
 Layout of a generated dataset (read by pycocotools exactly like COCO)::
 
     ROOT/shapes.json                          generation parameters
-    ROOT/annotations/captions_{split}.json    COCO captions (+ what each caption asserts)
-    ROOT/annotations/instances_{split}.json   boxes, categories (shapes), colour, size, centre
+    ROOT/annotations/captions_{split}.json    COCO captions (+ what each asserts)
+    ROOT/annotations/instances_{split}.json   boxes, shapes, colour, size, centre
     ROOT/images/{split}/shapes_{split}_{id:08d}.jpg
 
 Splits: ``train``, ``val``, ``test`` and ``compositional``. The

@@ -3,10 +3,10 @@
 ::
 
     images (B, 3, H, W)
-      -> VisualEncoder       tokens (B, N, C)      [prune_at="encoder": fewer tokens]
-      -> VisualProjection    memory (B, N, D)      positions added by original index
-      -> TokenPruner         memory (B, K, D)      [prune_at="memory", the paper's]
-      -> CaptionDecoder      logits (B, T, V)      cross-attention over the K tokens
+      -> VisualEncoder     tokens (B, N, C)   [prune_at="encoder": fewer tokens]
+      -> VisualProjection  memory (B, N, D)   positions added by original index
+      -> TokenPruner       memory (B, K, D)   [prune_at="memory", the paper's]
+      -> CaptionDecoder    logits (B, T, V)   cross-attention over the K tokens
 
 :meth:`Captioner.forward` is teacher-forced training; :meth:`Captioner.generate`
 captions images (greedy or beam search, KV cache). :meth:`Captioner.forward_features`

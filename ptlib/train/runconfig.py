@@ -3,10 +3,10 @@
 A run config has three sections, each validated by its own dataclass::
 
     name: shapes_vit
-    base: null              # optional: another config this one starts from
-    data:  {...}            # dataset: shapes | coco, its parameters, vocabulary caps
-    model: {...}            # ptlib.models.CaptionerConfig (vocab_size comes from the data)
-    train: {...}            # ptlib.train.TrainConfig
+    base: null          # optional: another config this one starts from
+    data:  {...}        # dataset: shapes | coco, its parameters, vocabulary caps
+    model: {...}        # ptlib.models.CaptionerConfig (vocab_size: from the data)
+    train: {...}        # ptlib.train.TrainConfig
 
 Shipped configs live in ``ptlib/configs/runs/``; ``ptlib train --config NAME``
 finds them by name, and a path to any YAML file works too. ``base: NAME`` starts

@@ -11,11 +11,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ptlib-installed
 # Notebook kernels must use their inline backend, whatever the caller's MPLBACKEND.
 NB_ENV := env -u MPLBACKEND
+# The profile when PTLIB_PROFILE is unset: the library's own default (gpu with CUDA, else cpu).
+DEFAULT_PROFILE := $(BIN)/python -c "from ptlib.course import default_profile_name as d; print(d())"
 
 .PHONY: book test results install lint unit notebooks book-ci book-check clean help
 
 help:
-	@echo "make book   build the book into _build/html (profile: \$$PTLIB_PROFILE, default cpu;"
+	@echo "make book   build the book into _build/html (profile: \$$PTLIB_PROFILE, default gpu"
+	@echo "            with a CUDA device, else cpu;"
 	@echo "            gpu: the same course at GPU scale; coco: needs COCO; PTLIB_SMOKE=1 shrinks)"
 	@echo "make test   ruff, pytest tests/, nbval notebooks/ and the book, all with PTLIB_PROFILE=ci"
 	@echo "make results  train and evaluate everything the book shows (profile cpu: results/cpu/)"
@@ -52,7 +55,7 @@ test: lint unit notebooks book-ci book-check
 # The execution cache is keyed on notebook contents, not on the profile, so a build
 # under another profile than the last one starts from an empty cache.
 book: install
-	@profile=$${PTLIB_PROFILE:-cpu}; \
+	@profile=$${PTLIB_PROFILE:-$$($(DEFAULT_PROFILE))}; \
 	if [ -f _build/.book-profile ] && [ "$$(cat _build/.book-profile)" != "$$profile" ]; then \
 		echo "profile changed to $$profile: clearing the notebook execution cache"; \
 		rm -rf _build/.jupyter_cache _build/jupyter_execute; \
@@ -63,10 +66,10 @@ book: install
 	echo "The book is at $$(pwd)/_build/html/index.html (profile $$profile)"
 
 # Every stored result the book shows: trains and evaluates under the profile
-# (default cpu), storing JSON and slim checkpoints in results/<profile>/. Finished
+# (default: gpu with CUDA, else cpu), storing JSON and slim checkpoints in results/<profile>/. Finished
 # experiments are loaded, an interrupted training resumes.
 results: install
-	PTLIB_PROFILE=$${PTLIB_PROFILE:-cpu} $(BIN)/ptlib results
+	PTLIB_PROFILE=$${PTLIB_PROFILE:-$$($(DEFAULT_PROFILE))} $(BIN)/ptlib results
 
 clean:
 	rm -rf _build

@@ -97,27 +97,33 @@ class CaptionerConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> CaptionerConfig:
+    def from_dict(cls, values: Mapping[str, Any], source: str | None = None) -> CaptionerConfig:
         """Build from a plain dict (e.g. read from YAML).
 
         A dict with a ``model`` section (a whole config file) uses that section.
 
+        Args:
+            values: The config keys and values.
+            source: The file the values come from, named at the start of an error
+                (``None``: the values are a run config's ``model`` section, which the
+                error names through its keys, e.g. ``model.d_model='abc'``).
+
         Raises:
-            ValueError: On unknown keys (naming them and listing the valid ones).
+            ValueError: On unknown keys (naming them and listing the valid ones) or a
+                value of the wrong type (naming the key).
         """
         if "model" in values and isinstance(values["model"], Mapping):
             values = values["model"]
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
             raise ValueError(
-                f"{source}: unknown captioner config keys {unknown}; valid keys: {cls.field_names()}"
+                f"{source or 'model'}: unknown captioner config keys {unknown}; "
+                f"valid keys: {cls.field_names()}"
             )
         try:
             check_fields(cls, values, "model")
         except ValueError as err:
-            if source in ("config", "run config model"):
-                raise
-            raise ValueError(f"{source}: {err}") from None
+            raise ValueError(f"{source}: {err}" if source else str(err)) from None
         return cls(**dict(values))
 
     def to_dict(self) -> dict[str, Any]:

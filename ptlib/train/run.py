@@ -45,7 +45,7 @@ VAL_METRICS: tuple[str, ...] = ("BLEU", "CIDEr")
 def build_model(model_section: Mapping[str, Any], vocab: Vocabulary) -> Captioner:
     """A captioner for this vocabulary (``vocab_size`` is set from it)."""
     values = {**dict(model_section), "vocab_size": len(vocab)}
-    return Captioner.from_config(CaptionerConfig.from_dict(values, source="run config model"))
+    return Captioner.from_config(CaptionerConfig.from_dict(values))
 
 
 def _evaluate_fn(data: CaptionData, cfg: TrainConfig, device: torch.device):

@@ -201,6 +201,5 @@ def check_run_config(config: Mapping[str, Any]) -> None:
             ShapesConfig.from_section(data)
         except ValueError as err:
             raise ValueError(f"data: {err}") from None
-    CaptionerConfig.from_dict({**dict(config.get("model", {})), "vocab_size": 1},
-                              source="run config model")
+    CaptionerConfig.from_dict({**dict(config.get("model", {})), "vocab_size": 1})
     TrainConfig.from_dict(dict(config.get("train", {})))

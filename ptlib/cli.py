@@ -27,9 +27,9 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def _info(args: argparse.Namespace) -> int:
-    from ptlib import course
+    from ptlib import runtime
 
-    report = course.environment_report()
+    report = runtime.environment_report()
     if args.json:
         print(json.dumps(report, indent=2))
         return 0

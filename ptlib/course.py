@@ -1,11 +1,14 @@
-"""Course plumbing: the profile switch, where files live, seeds, devices, run-or-load.
+"""The course's two switches: the profile (how big every run is) and where files live.
 
 Every notebook starts with::
 
-    from ptlib import course
+    from ptlib import course, runtime
     profile = course.get_profile()      # PTLIB_PROFILE = ci | cpu | gpu | coco
-    device = course.pick_device()
-    course.seed_everything(profile.seed)
+    device = runtime.pick_device()
+    runtime.seed_everything(profile.seed)
+
+Seeds, devices and the environment report are in :mod:`ptlib.runtime`; the
+run-or-load cache in :mod:`ptlib.runcache`; atomic file writes in :mod:`ptlib.files`.
 
 Profiles (``ptlib/configs/profiles.yaml``) size every run:
 
@@ -40,23 +43,14 @@ COCO (coco profile)  ``PTLIB_COCO_ROOT``       ``<data>/coco``
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import platform
-import random
-import socket
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-import numpy as np
 import torch
 import yaml
 
@@ -331,282 +325,3 @@ def checkpoint_dir(create: bool = True) -> Path:
     """Where checkpoints live: ``$PTLIB_CHECKPOINT_DIR`` or ``<repo>/checkpoints`` (``smoke/``
     under ``PTLIB_SMOKE=1``)."""
     return _directory(CHECKPOINT_DIR_ENV, "checkpoints", create, smoke=True)
-
-
-# ---------------------------------------------------------------------------
-# Seeds and devices
-# ---------------------------------------------------------------------------
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and PyTorch (CPU and every CUDA device).
-
-    Args:
-        seed: Any non-negative integer.
-        deterministic: Also ask PyTorch for deterministic kernels
-            (``torch.use_deterministic_algorithms(True, warn_only=True)``) and
-            disable cuDNN autotuning. Slower on GPU; CPU runs are deterministic
-            for a fixed thread count without it.
-
-    Raises:
-        ValueError: If ``seed`` is negative or not an integer.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    seed = int(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
-def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
-    """Choose the device to run on.
-
-    Args:
-        preference: ``"auto"`` (CUDA, then Apple MPS, then CPU), or an explicit
-            device such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``. ``None``
-            means ``"auto"``.
-
-    Returns:
-        The chosen ``torch.device``.
-
-    Raises:
-        ValueError: If the device string is malformed or names an unavailable device.
-    """
-    if preference is None or (isinstance(preference, str) and preference.lower() == "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(preference)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"device {preference!r} is not a device; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-        ) from err
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {preference!r} was asked for but CUDA is not available here")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {preference!r}: only {torch.cuda.device_count()} CUDA device(s) here"
-            )
-    elif device.type == "mps" and not _mps_available():
-        raise ValueError(f"device {preference!r} was asked for but MPS is not available here")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {preference!r}: ptlib supports cpu, cuda and mps")
-    return device
-
-
-# ---------------------------------------------------------------------------
-# Environment report
-# ---------------------------------------------------------------------------
-
-
-def versions() -> dict[str, str]:
-    """Versions of Python and the libraries a result depends on."""
-    import timm
-
-    found = {
-        "python": platform.python_version(),
-        "ptlib": ptlib.__version__,
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "numpy": np.__version__,
-    }
-    try:
-        import torchvision
-
-        found["torchvision"] = torchvision.__version__
-    except ImportError:  # pragma: no cover - torchvision is a dependency
-        found["torchvision"] = "missing"
-    return found
-
-
-def machine() -> dict[str, Any]:
-    """A short description of the machine a result was produced on."""
-    info: dict[str, Any] = {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "processor": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.is_available(),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpu_count"] = torch.cuda.device_count()
-    return info
-
-
-def environment_report() -> dict[str, Any]:
-    """Everything the setup chapter shows: profile, device, directories, versions."""
-    profile = get_profile()
-    return {
-        "profile": profile.name + (" (smoke)" if profile.smoke else ""),
-        "profile_description": profile.description,
-        "device": str(pick_device()),
-        "data_dir": str(data_dir(create=False)),
-        "results_dir": str(results_dir(create=False)),
-        "checkpoint_dir": str(checkpoint_dir(create=False)),
-        "versions": versions(),
-        "machine": machine(),
-    }
-
-
-# ---------------------------------------------------------------------------
-# Run-or-load cache
-# ---------------------------------------------------------------------------
-
-
-def _canonical_json(config: Mapping[str, Any]) -> str:
-    try:
-        return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            "run_or_load: config must be JSON-serialisable (str, int, float, bool, None, "
-            f"lists and dicts with string keys): {err}"
-        ) from err
-
-
-def config_key(config: Mapping[str, Any]) -> str:
-    """A short stable hash of a JSON-serialisable config (16 hex digits)."""
-    return hashlib.sha256(_canonical_json(config).encode()).hexdigest()[:16]
-
-
-def _umask_mode(base: int = 0o666) -> int:
-    """``base`` with the process umask applied (what ``open()`` would give a new file)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return base & ~umask
-
-
-def atomic_temp_file(path: Path) -> tuple[int, str]:
-    """Open a temporary file beside ``path`` with ordinary permissions.
-
-    ``tempfile.mkstemp`` creates files readable by the owner only (0600); a result
-    or checkpoint should get the mode a plain ``open()`` would give it.
-
-    Returns:
-        ``(file descriptor, temporary path)``; rename it over ``path`` when written.
-    """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, _umask_mode())
-    return fd, tmp_name
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Write a file through a temporary file beside it, fsync and a rename.
-
-    A reader never sees a half-written file; an interrupted write (an exception,
-    Ctrl-C) leaves the old file (or none) in place and no temporary file behind.
-
-    Args:
-        path: The file to (re)write; parent folders are created.
-        write: Writes the content to the binary handle it is given.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = atomic_temp_file(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
-
-
-def run_record_path(name: str, config: Mapping[str, Any], directory: Path | None = None) -> Path:
-    """Where :func:`run_or_load` stores the result of ``name`` run with ``config``."""
-    if not name or any(c in name for c in '\\:*?"<>|') or name.startswith(("/", ".")):
-        raise ValueError(f"run name {name!r} must be a relative folder name like 'training/vit'")
-    base = Path(directory) if directory is not None else results_dir()
-    return base / name / f"{config_key(config)}.json"
-
-
-def run_or_load(
-    name: str,
-    config: Mapping[str, Any],
-    fn: Callable[[], Any],
-    *,
-    directory: Path | None = None,
-    force: bool = False,
-    verbose: bool = True,
-) -> Any:
-    """Return the stored result of ``fn`` for this exact ``config``, or run it and store it.
-
-    A stored result is reused only when its recorded config equals ``config``
-    exactly (not only its hash). Each record holds the config, the result, the
-    ptlib/torch versions, the machine and the wall time, so a number shown in the
-    book can be traced to the run that produced it.
-
-    Args:
-        name: A folder name for this kind of run, e.g. ``"training/shapes_vit"``.
-        config: Everything that determines the result (JSON-serialisable).
-            Include the profile and seed.
-        fn: Computes the result (JSON-serialisable) when nothing matches.
-        directory: Root of the cache; defaults to :func:`results_dir`.
-        force: Run ``fn`` even when a matching record exists, and overwrite it.
-        verbose: Print whether the result was loaded or computed.
-
-    Returns:
-        The result (as loaded back from JSON, so a fresh run and a cached run
-        return equal values).
-
-    Raises:
-        TypeError: If ``config`` or the result is not JSON-serialisable.
-    """
-    canonical = _canonical_json(config)
-    path = run_record_path(name, config, directory)
-    if path.is_file() and not force:
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            record = None
-            if verbose:
-                print(f"[run_or_load] {path} is not valid JSON; running again")
-        if record is not None and _canonical_json(record.get("config", {})) == canonical:
-            if verbose:
-                print(f"[run_or_load] loaded {name} ({path.stem[:8]})")
-            return record["result"]
-    start = time.perf_counter()
-    result = fn()
-    wall = time.perf_counter() - start
-    record = {
-        "name": name,
-        "config": json.loads(canonical),
-        "result": result,
-        "wall_time_s": round(wall, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": versions(),
-        "machine": machine(),
-        "command": " ".join(sys.argv),
-    }
-    try:
-        text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"run_or_load({name!r}): the result is not JSON-serialisable: {err}") from err
-    atomic_write_text(path, text + "\n")
-    if verbose:
-        print(f"[run_or_load] ran {name} in {wall:.0f} s ({path.stem[:8]})")
-    return json.loads(json.dumps(result))

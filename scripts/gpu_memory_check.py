@@ -46,7 +46,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ptlib import course  # noqa: E402
+from ptlib import course, files, runtime  # noqa: E402
 from ptlib.bench.efficiency import PAPER_RUNS, build_variant, load_setup  # noqa: E402
 from ptlib.data.vocab import SPECIAL_TOKENS  # noqa: E402
 from ptlib.train.loss import caption_loss_sum  # noqa: E402
@@ -301,7 +301,7 @@ def _setups(dry_run: bool) -> list[dict[str, Any]]:
 
 
 def _write(path: Path, payload: dict[str, Any]) -> None:
-    course.atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
+    files.atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,8 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         "what": "training memory, largest batch and throughput (scripts/gpu_memory_check.py)",
         "dry_run": args.dry_run,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "versions": course.versions(),
-        "machine": course.machine(),
+        "versions": runtime.versions(),
+        "machine": runtime.machine(),
         "emulated_card_gib": None if args.dry_run else args.card_gib,
         "rows": [],
         "skipped": [],

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ptlib import course
+from ptlib import course, runcache
 from ptlib.experiments import study_report as report
 from ptlib.experiments.pruning_study import (
     StudyResult,
@@ -159,9 +159,9 @@ def _sweep_keys(monkeypatch: pytest.MonkeyPatch, study: dict) -> dict[str, str]:
     keys: dict[str, str] = {}
 
     def record(name, config, fn, **kwargs):
-        keys[name.rsplit("/", 1)[-1]] = course.config_key(config)
+        keys[name.rsplit("/", 1)[-1]] = runcache.config_key(config)
 
-    monkeypatch.setattr(pruning_study.course, "run_or_load", record)
+    monkeypatch.setattr(pruning_study.runcache, "run_or_load", record)
     ci = course.get_profile("ci")
     profile = course.Profile(name="ci", description="", seed=0,
                              settings={**ci.settings, "study": study})

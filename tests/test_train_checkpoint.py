@@ -80,7 +80,7 @@ def test_interrupted_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("ptlib.course.os.replace", failing_replace)
+    monkeypatch.setattr("ptlib.files.os.replace", failing_replace)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, {"epoch": 2})
     monkeypatch.undo()

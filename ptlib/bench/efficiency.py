@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from ptlib import course
+from ptlib import course, files, runcache, runtime
 from ptlib.bench.flops import FLOP_CATEGORIES, caption_flops
 from ptlib.bench.latency import caption_latency
 from ptlib.bench.memory import GIB, implied_max_batch, training_memory
@@ -105,7 +105,7 @@ def efficiency_config(profile: course.Profile, *, paper_latency: bool = False) -
     """Everything :func:`run_efficiency` measures for ``profile``, as plain data.
 
     The run configs' model sections are read now and included, so a cached
-    result (``course.run_or_load``) is reused only while they are unchanged.
+    result (``runcache.run_or_load``) is reused only while they are unchanged.
 
     Args:
         profile: From :func:`ptlib.course.get_profile`.
@@ -324,7 +324,7 @@ def memory_table(config: dict[str, Any], *, progress: bool = False) -> dict[str,
 
 def run_efficiency(config: dict[str, Any], *, progress: bool = True) -> dict[str, Any]:
     """Measure all three tables for a config from :func:`efficiency_config` (JSON-ready)."""
-    course.seed_everything(int(config["seed"]))
+    runtime.seed_everything(int(config["seed"]))
     return {
         "flops": flops_table(config, progress=progress),
         "latency": latency_table(config, progress=progress),
@@ -337,7 +337,7 @@ def efficiency_tables(
 ) -> dict[str, Any]:
     """All three tables for a profile (default: the active one), computed now.
 
-    Use ``course.run_or_load(f"{profile.name}/efficiency", efficiency_config(profile),
+    Use ``runcache.run_or_load(f"{profile.name}/efficiency", efficiency_config(profile),
     lambda: run_efficiency(config))`` to reuse a stored result.
     """
     profile = profile or course.get_profile()
@@ -551,21 +551,21 @@ def _run(args: argparse.Namespace) -> int:
     profile = course.get_profile(args.profile)
     config = efficiency_config(profile, paper_latency=args.paper)
     if args.store:
-        results = course.run_or_load(
+        results = runcache.run_or_load(
             f"{profile.name}/efficiency", config, lambda: run_efficiency(config)
         )
     else:
         results = run_efficiency(config)
     print_report(results)
     if args.json:
-        course.atomic_write_text(
+        files.atomic_write_text(
             args.json,
             json.dumps(
                 {
                     "config": config,
                     "result": results,
-                    "versions": course.versions(),
-                    "machine": course.machine(),
+                    "versions": runtime.versions(),
+                    "machine": runtime.machine(),
                 },
                 indent=1,
             )

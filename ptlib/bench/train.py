@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ptlib import course
+from ptlib import runtime
 from ptlib.data.datasets import collate_captions
 from ptlib.train.config import TrainConfig
 from ptlib.train.data import build_run_data
@@ -61,7 +61,7 @@ def bench_config(
 ) -> dict[str, Any]:
     """Measure one run config with its encoder frozen (``overrides`` as ``--set``)."""
     config = load_run_config(name, [*overrides, "model.freeze_encoder=true"])
-    course.seed_everything(0)
+    runtime.seed_everything(0)
     data = build_run_data(config["data"], splits=("train",))
     dataset = data.datasets["train"]
     model = build_model(config["model"], data.vocab)

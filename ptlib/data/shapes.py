@@ -153,7 +153,7 @@ class ShapesConfig:
 
     def key(self) -> str:
         """A folder name that differs whenever the generated files would."""
-        from ptlib.course import config_key
+        from ptlib.runcache import config_key
 
         digest = config_key({**asdict(self), "generator_version": GENERATOR_VERSION})
         return f"shapes-{self.img_size}px-{self.n_train}-{digest[:8]}"

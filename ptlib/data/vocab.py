@@ -184,7 +184,7 @@ class Vocabulary:
 
     def save(self, path: str | Path) -> None:
         """Write the vocabulary as JSON (atomically)."""
-        from ptlib.course import atomic_write_text
+        from ptlib.files import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(self.to_json(), ensure_ascii=False, indent=0))
 

@@ -4,7 +4,7 @@
 ``ptlib/configs/profiles.yaml``: ``shapes_vit`` / ``shapes_convnext`` under ``cpu``,
 their ``_ci`` versions under ``ci``, ``_gpu`` under ``gpu`` and ``coco``; the paper's
 ``coco_vit_b16`` / ``coco_convnext_t`` with ``dataset="coco"``), evaluates it on
-the held-out splits, and stores the result through :func:`ptlib.course.run_or_load`:
+the held-out splits, and stores the result through :func:`ptlib.runcache.run_or_load`:
 ``results/<profile>/captioners/<name>/<key>.json`` with its config, seed, versions,
 machine and wall time, plus a slim checkpoint (weights in float16, no optimizer
 state) in ``results/<profile>/checkpoints/``. ``make results`` produces the
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ptlib import course
+from ptlib import course, runcache, runtime
 from ptlib.train.checkpoint import load_checkpoint, save_checkpoint
 from ptlib.train.data import build_run_data, instances_path
 from ptlib.train.evaluate import caption_dataset, evaluate_captions, floor_model_ceiling
@@ -90,10 +90,10 @@ def evaluate_checkpoint(
 ) -> dict[str, dict[str, Any]]:
     """Caption and score each split: metrics, floor/model/ceiling folds, correctness.
 
-    Captions are generated on :func:`ptlib.course.pick_device` (the CPU unless a GPU
+    Captions are generated on :func:`ptlib.runtime.pick_device` (the CPU unless a GPU
     is there), scored on the CPU.
     """
-    device = course.pick_device()
+    device = runtime.pick_device()
     model, vocab, config = load_captioner(checkpoint, device)
     data = build_run_data(config["data"], splits=("train", *splits), vocab=vocab)
     train_captions = data.datasets["train"].all_captions()
@@ -125,7 +125,7 @@ def _stored_paths(
     run_name = name + (f"_{tag}" if tag else "")
     key_config = {"profile": profile.name, "run": run_name, "config": config,
                   "splits": list(splits)}
-    key = course.config_key(key_config)
+    key = runcache.config_key(key_config)
     checkpoint = course.results_dir() / profile.name / "checkpoints" / f"{run_name}-{key[:8]}.pt"
     return run_name, key_config, checkpoint
 
@@ -149,7 +149,7 @@ def is_stored(
     run_name, key_config, checkpoint = _stored_paths(
         backbone, profile, overrides, splits, tag, dataset
     )
-    record = course.run_record_path(f"{profile.name}/captioners/{run_name}", key_config)
+    record = runcache.run_record_path(f"{profile.name}/captioners/{run_name}", key_config)
     return record.is_file() and checkpoint.is_file()
 
 
@@ -182,7 +182,7 @@ def trained_captioner(
         backbone, profile, overrides, splits, tag, dataset
     )
     config = key_config["config"]
-    key = course.config_key(key_config)
+    key = runcache.config_key(key_config)
 
     def run() -> dict[str, Any]:
         out_dir = course.checkpoint_dir() / profile.name / f"{run_name}-{key[:8]}"
@@ -201,8 +201,8 @@ def trained_captioner(
             "parameters": sum(p.numel() for p in model.parameters()),
         }
 
-    stored = course.run_or_load(f"{profile.name}/captioners/{run_name}", key_config, run,
-                                force=force or not checkpoint.is_file())
+    stored = runcache.run_or_load(f"{profile.name}/captioners/{run_name}", key_config, run,
+                                  force=force or not checkpoint.is_file())
     return TrainedRun(
         name=run_name,
         config=config,

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ptlib import course
+from ptlib import course, runcache
 
 
 def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
@@ -47,8 +47,8 @@ def _efficiency(profile: course.Profile, force: bool) -> Any:
     from ptlib.bench.efficiency import efficiency_config, run_efficiency
 
     config = efficiency_config(profile)
-    return course.run_or_load(f"{profile.name}/efficiency", config,
-                              lambda: run_efficiency(config), force=force)
+    return runcache.run_or_load(f"{profile.name}/efficiency", config,
+                                lambda: run_efficiency(config), force=force)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ captions the held-out test split greedily with cross-attention at every ratio of
 the profile's ``model.prune_ratios`` (the model's own pruning method, swapped in
 at inference with :func:`ptlib.models.inference_pruning`; ratio 0 keeps every
 token), and plays the pointing game (:mod:`ptlib.metrics.grounding`). Each model's
-result is stored with :func:`ptlib.course.run_or_load` under
+result is stored with :func:`ptlib.runcache.run_or_load` under
 ``results/<profile>/grounding/<model>/``, keyed by that run's config and
 checkpoint, so a retrained captioner is scored again and adding a model leaves the
 others' results valid. ``ptlib results --only grounding`` runs it.
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from ptlib import course
+from ptlib import course, runcache, runtime
 from ptlib.data.datasets import CaptionDataset, collate_captions
 from ptlib.data.vocab import Vocabulary
 from ptlib.experiments.captioners import BACKBONES, TrainedRun, is_stored, trained_captioner
@@ -185,15 +185,15 @@ def grounding_study(
         key = {"profile": profile.name, "split": SPLIT, "ratios": ratios, "decoding": "greedy",
                "run": trained.name, "checkpoint": trained.checkpoint.name,
                "config": trained.config}
-        stored = course.run_or_load(f"{profile.name}/grounding/{spec.name}", key,
-                                    lambda trained=trained: _play(trained, ratios), force=force)
+        stored = runcache.run_or_load(f"{profile.name}/grounding/{spec.name}", key,
+                                      lambda trained=trained: _play(trained, ratios), force=force)
         out["models"][spec.name] = {"backbone": spec.backbone, **stored}
     return out
 
 
 def _play(trained: TrainedRun, ratios: Sequence[float]) -> dict[str, Any]:
     """The pointing game of one trained captioner at every ratio."""
-    device = course.pick_device()
+    device = runtime.pick_device()
     model, vocab, config = trained.load(device)
     data = build_run_data(config["data"], splits=(SPLIT,), vocab=vocab)
     truth = load_ground_truth(instances_path(data, SPLIT))

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ptlib import course
+from ptlib import course, runcache, runtime
 from ptlib.experiments.captioners import TrainedRun, config_name, trained_captioner
 from ptlib.experiments.study_eval import STUDY_METRICS, HeldOutSplit, score_pruning
 from ptlib.metrics.captions import CaptionScorer
@@ -176,7 +176,7 @@ def _sweep(
     label: str,
 ) -> dict[str, Any]:
     """Caption and score every cell for one trained captioner."""
-    model, vocab, config = run.load(course.pick_device())  # the CPU unless a GPU is there
+    model, vocab, config = run.load(runtime.pick_device())  # the CPU unless a GPU is there
     model.float().eval()
     has_cls = model.encoder.has_cls_attention
     cells = _sweep_cells(settings, has_cls=has_cls, is_vit=model.encoder.kind == "vit",
@@ -274,8 +274,8 @@ def _stored_sweep(
                       label=label)
 
     def run(force: bool) -> dict[str, Any]:
-        return course.run_or_load(f"{profile.name}/pruning_study/{label}", key_config,
-                                  lambda: compute(force), force=force)
+        return runcache.run_or_load(f"{profile.name}/pruning_study/{label}", key_config,
+                                    lambda: compute(force), force=force)
 
     return run
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ptlib.course import atomic_write_text
+from ptlib.files import atomic_write_text
 
 
 def metrics_path_for(results_path: Path | str) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 import ptlib
-from ptlib.course import atomic_write
+from ptlib.files import atomic_write
 
 CHECKPOINT_FORMAT = 1
 """Bumped when the layout of the checkpoint dictionary changes."""
@@ -99,7 +99,7 @@ def is_blocked_global(err: BaseException) -> bool:
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     """Delete temporary files left by saves that were killed mid-write (``.NAME.*.tmp``).
 
-    :func:`ptlib.course.atomic_write` removes its temporary file on any exception,
+    :func:`ptlib.files.atomic_write` removes its temporary file on any exception,
     but SIGKILL or a power cut leaves it behind. Call this before saving into or
     resuming from ``folder`` (one run writes a folder at a time).
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ptlib import course
+from ptlib import course, runtime
 
 _SET_HELP = (
     "override one config value, e.g. --set train.epochs=5 --set model.prune_ratio=0.5 "
@@ -92,7 +92,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(args.ckpt).parent / f"results_{args.split}.json"
     check_output_file(out, "--out" if args.out else "results file (set --out)")
-    device = course.pick_device(args.device)
+    device = runtime.pick_device(args.device)
     model, vocab, config = load_captioner(args.ckpt, device)
     data = build_run_data(config["data"], splits=("train", args.split), vocab=vocab)
     if args.split not in data.datasets:
@@ -136,7 +136,7 @@ def _caption(args: argparse.Namespace) -> int:
         raise ValueError("--attention draws one image: pass exactly one IMAGE with it")
     if args.attention:
         check_output_file(args.attention, "--attention")
-    device = course.pick_device(args.device)
+    device = runtime.pick_device(args.device)
     model, vocab, config = load_captioner(args.ckpt, device)
     img_size = int(config["model"]["img_size"])
     transform = build_transform(img_size)

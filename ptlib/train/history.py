@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ptlib.course import atomic_write_text
+from ptlib.files import atomic_write_text
 
 HISTORY_COLUMNS: tuple[str, ...] = (
     "epoch",

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ptlib import course
+from ptlib import files, runtime
 from ptlib.data.datasets import collate_captions
 from ptlib.data.loaders import CaptionData
 from ptlib.data.vocab import Vocabulary
@@ -80,7 +80,7 @@ def train_run(
         config: A run config (:func:`ptlib.train.load_run_config`).
         out_dir: Checkpoints (``last.pt``, ``best.pt``) and history go here.
         resume: A checkpoint, or ``"auto"`` to continue from ``out_dir/last.pt`` if present.
-        device: Default :func:`ptlib.course.pick_device`; under ``torchrun`` each
+        device: Default :func:`ptlib.runtime.pick_device`; under ``torchrun`` each
             process takes its local GPU.
         stop_at_epoch: Pause after this many epochs (resume later).
         show_progress: tqdm bars on the main process.
@@ -97,12 +97,12 @@ def train_run(
     check_run_config(config)
     cfg = TrainConfig.from_dict(dict(config.get("train", {})))
     check_output_dir(out_dir, "output folder")  # before any work, not after an epoch
-    device = course.pick_device(device)
+    device = runtime.pick_device(device)
     env: DistEnv = init_distributed(device)
     if env.distributed and device.type == "cuda":
         device = torch.device("cuda", env.local_rank)
     try:
-        course.seed_everything(cfg.seed)
+        runtime.seed_everything(cfg.seed)
         data = build_run_data(config["data"], splits=("train", "val"), seed=cfg.seed)
         model = build_model(config["model"], data.vocab).to(device)
         train_set, collate, trained = data.datasets["train"], collate_captions, model
@@ -134,7 +134,7 @@ def train_run(
         result = trainer.fit(resume=resume, stop_at_epoch=stop_at_epoch)
         result.dropped = list(data.dropped)
         if env.is_main:
-            course.atomic_write_text(
+            files.atomic_write_text(
                 Path(out_dir) / "run.json",
                 json.dumps(
                     {
@@ -144,8 +144,8 @@ def train_run(
                         "wall_time_s": round(time.perf_counter() - start, 2),
                         "epochs": len(result.history),
                         "parameters": sum(p.numel() for p in model.parameters()),
-                        "versions": course.versions(),
-                        "machine": course.machine(),
+                        "versions": runtime.versions(),
+                        "machine": runtime.machine(),
                     },
                     indent=1,
                 )
@@ -169,7 +169,7 @@ def load_captioner(
     """
     from ptlib.train.checkpoint import CheckpointError
 
-    device = course.pick_device(device)
+    device = runtime.pick_device(device)
     state = load_checkpoint(path, map_location=device)
     for key in ("run_config", "vocab", "model"):
         if key not in state:

@@ -1,4 +1,4 @@
-"""ptlib bench efficiency: FLOPs by component, latency, saved-tensor memory, the verdict, the GPU script."""
+"""ptlib bench efficiency: FLOPs by component, latency, batch capacity, the verdict, the GPU script."""
 
 from __future__ import annotations
 
@@ -11,18 +11,18 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from ptlib import course
+from ptlib import course, runcache
 from ptlib.bench import BENCH_MODULES, efficiency
-from ptlib.bench.flops import FLOP_CATEGORIES, CategoryFlopCounter, caption_flops, flop_category
-from ptlib.bench.latency import caption_latency
-from ptlib.bench.memory import (
+from ptlib.bench.batch_capacity import (
     ADAMW_STATES,
     FP32_BYTES,
     GIB,
     implied_max_batch,
     static_training_bytes,
-    training_memory,
+    training_bytes,
 )
+from ptlib.bench.flops import FLOP_CATEGORIES, CategoryFlopCounter, caption_flops, flop_category
+from ptlib.bench.latency import caption_latency
 from ptlib.models import Captioner
 
 torch.set_num_threads(1)
@@ -167,7 +167,7 @@ def test_caption_flops_rejects_bad_arguments():
         caption_flops(model, 64, 99)
 
 
-# --------------------------------------------------------------------------- memory
+# --------------------------------------------------------------------------- batch capacity
 
 
 def test_static_bytes_count_params_grads_and_adamw():
@@ -182,7 +182,7 @@ def test_static_bytes_count_params_grads_and_adamw():
 def test_saved_bytes_pruning_bound_and_frozen_encoder():
     def per_image(placement: str, ratio: float, frozen: bool) -> float:
         model = _model(placement, ratio, freeze_encoder=frozen)
-        return training_memory(model, 64, 12, batch_sizes=(1, 3))["per_image_bytes"]
+        return training_bytes(model, 64, 12, batch_sizes=(1, 3))["per_image_bytes"]
 
     full, pruned = per_image("memory", 0.0, False), per_image("memory", 0.3, False)
     assert 0.7 * full <= pruned < full  # the bound: only the decoder's visual memory shrinks
@@ -192,7 +192,7 @@ def test_saved_bytes_pruning_bound_and_frozen_encoder():
 
 def test_per_image_bytes_is_a_slope_and_parameters_are_left_out():
     model = _model().eval()
-    measured = training_memory(model, 64, 12, batch_sizes=(1, 2, 4))
+    measured = training_bytes(model, 64, 12, batch_sizes=(1, 2, 4))
     by_batch = {int(b): v for b, v in measured["saved_bytes_by_batch"].items()}
     assert measured["per_image_bytes"] == pytest.approx((by_batch[4] - by_batch[1]) / 3)
     # saved activations grow ~linearly; parameters (static) are not in the saved figure
@@ -201,9 +201,9 @@ def test_per_image_bytes_is_a_slope_and_parameters_are_left_out():
     assert not model.training  # measured in training mode, then restored
 
 
-def test_training_memory_and_implied_batch_reject_bad_input():
+def test_training_bytes_and_implied_batch_reject_bad_input():
     with pytest.raises(ValueError, match="batch_sizes"):
-        training_memory(_model(), 64, 12, batch_sizes=(2, 2))
+        training_bytes(_model(), 64, 12, batch_sizes=(2, 2))
     with pytest.raises(ValueError, match="per_image_bytes"):
         implied_max_batch({"per_image_bytes": 0, "static_bytes": 0, "fixed_saved_bytes": 0})
 
@@ -214,9 +214,9 @@ def test_implied_max_batch_arithmetic():
     assert implied_max_batch({**memory, "static_bytes": 30 * GIB}) == 0
 
 
-def _memory_table() -> dict:
+def _capacity_table() -> dict:
     config = {
-        "memory": {
+        "batch_capacity": {
             "setups": [_setup()],
             "ratios": [0.0, 0.3],
             "batch_sizes": [1, 2],
@@ -225,13 +225,13 @@ def _memory_table() -> dict:
             "workspace_gib": 1.0,
         }
     }
-    return efficiency.memory_table(config)
+    return efficiency.batch_capacity_table(config)
 
 
-def test_memory_verdict_is_computed_from_the_table():
-    table = _memory_table()
+def test_batch_capacity_verdict_is_computed_from_the_table():
+    table = _capacity_table()
     assert {r["encoder_training"] for r in table["rows"]} == {"fine-tuned", "frozen"}
-    verdict = efficiency.memory_verdict(table)
+    verdict = efficiency.batch_capacity_verdict(table)
     memory_pairs = [c for c in verdict["comparisons"] if c["placement"] == "memory"]
     assert len(memory_pairs) == 2  # fine-tuned and frozen
     for pair in memory_pairs:
@@ -253,7 +253,7 @@ def test_memory_verdict_is_computed_from_the_table():
     assert verdict["best_any_above_bound"] is (
         verdict["best_any"]["max_batch_gain"] > verdict["bound"])
     with pytest.raises(ValueError, match="prune ratio 0 and"):
-        efficiency.memory_verdict({"rows": table["rows"]}, ratio=0.5)
+        efficiency.batch_capacity_verdict({"rows": table["rows"]}, ratio=0.5)
 
 
 # --------------------------------------------------------------------------- latency
@@ -283,7 +283,7 @@ def test_ci_config_reads_run_configs_and_variants():
     assert names == list(efficiency.shapes_runs(profile)) == ["shapes_vit_ci",
                                                               "shapes_convnext_ci"]
     assert config["ratios"] == [float(r) for r in profile.section("model")["prune_ratios"]]
-    assert config["memory"]["ratios"] == [0.0, 0.3]
+    assert config["batch_capacity"]["ratios"] == [0.0, 0.3]
     assert all(s["model"]["pretrained"] is False for s in config["flops"]["setups"])
     vit, convnext = _setup(), _setup("convnext_atto", "tiny_convnext")
     assert {p for p, _ in efficiency.variants(vit, [0.0, 0.5])} == {"memory", "encoder"}
@@ -301,7 +301,7 @@ def test_bench_command_prints_tables_and_writes_json(tmp_path, monkeypatch, caps
         "ratios": [0.0, 0.5],
         "flops": {"setups": [_setup()], "caption_tokens": 4, "device": "cpu"},
         "latency": {"setups": [_setup()], "batch_size": 1, "caption_tokens": 2, "repeats": 1},
-        "memory": {
+        "batch_capacity": {
             "setups": [_setup()],
             "ratios": [0.0, 0.3],
             "batch_sizes": [1, 2],
@@ -364,3 +364,45 @@ def test_gpu_script_dry_run_finds_the_simulated_capacity(tmp_path):
     for row in record["rows"]:
         assert row["max_batch"] == 5 and row["encoder_training"] == "frozen"
         assert row["train_images_per_s"] > 0 and row["caption_images_per_s"] > 0
+
+
+# --------------------------------------------------------------------------- stored results
+
+
+def _rekey_script():
+    spec = importlib.util.spec_from_file_location("rekey_results",
+                                                  ROOT / "scripts" / "rekey_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rekey_renames_the_memory_section_and_moves_the_record(tmp_path):
+    rekey = _rekey_script()
+    old = {"config": {"seed": 0, "memory": {"ratios": [0.0, 0.3]}},
+           "result": {"flops": {}, "memory": {"rows": [1]}}, "name": "cpu/efficiency"}
+    new = rekey.rekey(old, "efficiency")
+    assert new["config"] == {"seed": 0, "batch_capacity": {"ratios": [0.0, 0.3]}}
+    assert new["result"] == {"flops": {}, "batch_capacity": {"rows": [1]}}
+    assert old["config"]["memory"] and new["name"] == old["name"]  # the input is kept
+    assert rekey.rekey(new, "efficiency") == new and rekey.rekey(old, "training") == old
+    with pytest.raises(ValueError, match="both"):
+        rekey.rekey({"config": {"memory": 1, "batch_capacity": 2}}, "efficiency")
+    folder = tmp_path / "cpu" / "efficiency"
+    folder.mkdir(parents=True)
+    (folder / f"{runcache.config_key(old['config'])}.json").write_text(json.dumps(old))
+    assert rekey.rekey_folder(tmp_path, check=True) and len(list(folder.iterdir())) == 1
+    rekey.rekey_folder(tmp_path)
+    assert [p.name for p in folder.iterdir()] == [f"{runcache.config_key(new['config'])}.json"]
+    assert rekey.rekey_folder(tmp_path) == []
+
+
+def test_stored_cpu_efficiency_result_is_found_by_the_current_config():
+    # the book loads it rather than measuring again: its config is what efficiency_config
+    # builds now, and no stored record still uses a renamed section
+    config = efficiency.efficiency_config(course.get_profile("cpu", check_data=False))
+    path = ROOT / "results" / "cpu" / "efficiency" / f"{runcache.config_key(config)}.json"
+    record = json.loads(path.read_text())
+    assert record["config"] == config
+    assert set(record["result"]) == {"flops", "latency", "batch_capacity"}
+    assert _rekey_script().rekey_folder(ROOT / "results", check=True) == []

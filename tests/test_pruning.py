@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptlib.models import TokenPruner, merge_tokens, num_kept, saved_tensor_bytes, take_tokens
+from ptlib.bench.saved_tensors import saved_tensor_bytes
+from ptlib.models import TokenPruner, merge_tokens, num_kept, take_tokens
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""``ptlib bench efficiency``: where compute and memory go, and what pruning saves.
+"""``ptlib bench efficiency``: where compute and training bytes go, and what pruning saves.
 
 Three tables, measured side by side in one run for every prune ratio and
 placement (``memory``: after the encoder, before cross-attention, the paper's;
@@ -10,10 +10,10 @@ placement (``memory``: after the encoder, before cross-attention, the paper's;
   number of tokens and for one teacher-forced forward pass.
 * CPU captioning latency of a batch, as ratios to no pruning
   (:mod:`ptlib.bench.latency`).
-* Training memory without a GPU: bytes saved for backward per image, plus
+* Batch capacity without a GPU: bytes saved for backward per image, plus
   parameters, gradients and AdamW state, with the encoder fine-tuned and
   frozen, at prune 0 and 0.3, and the largest batch this implies on a 24 GiB
-  card (:mod:`ptlib.bench.memory`). :func:`memory_verdict` returns the gain
+  card (:mod:`ptlib.bench.batch_capacity`). :func:`batch_capacity_verdict` returns the gain
   beside the paper's claim (batch 48 -> 128 with 30% pruning on an RTX 4090) and
   with the bound ``1 / (1 - 0.3)`` that pruning could give if every activation
   scaled with the kept tokens.
@@ -41,9 +41,9 @@ from typing import Any
 import torch
 
 from ptlib import course, files, runcache, runtime
+from ptlib.bench.batch_capacity import GIB, implied_max_batch, training_bytes
 from ptlib.bench.flops import FLOP_CATEGORIES, caption_flops
 from ptlib.bench.latency import caption_latency
-from ptlib.bench.memory import GIB, implied_max_batch, training_memory
 
 PAPER_RUNS: tuple[str, ...] = ("coco_vit_b16", "coco_convnext_t")
 """Run configs of the paper's setup (their model sections, with ``pretrained=false``)."""
@@ -65,7 +65,7 @@ WORKSPACE_GIB: float = 1.0
 """Set aside on the card for the CUDA context, library workspaces and allocator slack (assumed)."""
 
 AMP_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
-"""Precisions the memory table can be measured in."""
+"""Precisions the batch-capacity table can be measured in."""
 
 
 # ---------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def efficiency_config(profile: course.Profile, *, paper_latency: bool = False) -
             "caption_tokens": 5 if small else 20,
             "repeats": 3 if small else 7,
         },
-        "memory": {
+        "batch_capacity": {
             "setups": shapes if small else paper,
             "ratios": [0.0, PAPER_PRUNE_RATIO],
             "batch_sizes": [1, 2],
@@ -277,9 +277,9 @@ def latency_table(config: dict[str, Any], *, progress: bool = False) -> dict[str
     }
 
 
-def memory_table(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
-    """Training memory per image and implied max batch, encoder fine-tuned and frozen."""
-    section = config["memory"]
+def batch_capacity_table(config: dict[str, Any], *, progress: bool = False) -> dict[str, Any]:
+    """Training bytes per image and implied max batch, encoder fine-tuned and frozen."""
+    section = config["batch_capacity"]
     card = float(section["card_gib"]) * GIB
     workspace = float(section["workspace_gib"]) * GIB
     rows = []
@@ -290,10 +290,10 @@ def memory_table(config: dict[str, Any], *, progress: bool = False) -> dict[str,
                 for dtype_name in section["dtypes"]:
                     _say(
                         progress,
-                        f"memory {setup['name']} {'frozen' if frozen else 'fine-tuned'} "
+                        f"batch capacity {setup['name']} {'frozen' if frozen else 'fine-tuned'} "
                         f"{placement} {ratio} {dtype_name}",
                     )
-                    measured = training_memory(
+                    measured = training_bytes(
                         model,
                         setup["img_size"],
                         setup["caption_len"],
@@ -328,7 +328,7 @@ def run_efficiency(config: dict[str, Any], *, progress: bool = True) -> dict[str
     return {
         "flops": flops_table(config, progress=progress),
         "latency": latency_table(config, progress=progress),
-        "memory": memory_table(config, progress=progress),
+        "batch_capacity": batch_capacity_table(config, progress=progress),
     }
 
 
@@ -351,18 +351,20 @@ def efficiency_tables(
 # ---------------------------------------------------------------------------
 
 
-def memory_verdict(memory: dict[str, Any], ratio: float = PAPER_PRUNE_RATIO) -> dict[str, Any]:
+def batch_capacity_verdict(
+    capacity: dict[str, Any], ratio: float = PAPER_PRUNE_RATIO
+) -> dict[str, Any]:
     """Compare the measured max-batch gain from pruning with the paper's claim and the bound.
 
     For every (setup, encoder training, dtype) with memory-placement rows at
-    ratio 0 and ``ratio``: the per-image memory ratio and the implied max-batch
+    ratio 0 and ``ratio``: the per-image bytes ratio and the implied max-batch
     ratio. The bound: if *every* saved activation scaled with the kept visual
-    tokens, per-image memory would scale by ``1 - ratio``, so the batch could
+    tokens, per-image bytes would scale by ``1 - ratio``, so the batch could
     grow at most ``1 / (1 - ratio)``; pruning after the encoder touches only the
     decoder's cross-attention inputs, so it gets far less.
 
     Args:
-        memory: The ``"memory"`` table of :func:`run_efficiency`.
+        capacity: The ``"batch_capacity"`` table of :func:`run_efficiency`.
         ratio: The prune ratio to compare with no pruning.
 
     Returns:
@@ -383,7 +385,7 @@ def memory_verdict(memory: dict[str, Any], ratio: float = PAPER_PRUNE_RATIO) -> 
     Raises:
         ValueError: If the table has no pair of rows to compare.
     """
-    rows = memory["rows"]
+    rows = capacity["rows"]
 
     def find(row: dict[str, Any], placement: str, r: float) -> dict[str, Any] | None:
         for other in rows:
@@ -419,8 +421,8 @@ def memory_verdict(memory: dict[str, Any], ratio: float = PAPER_PRUNE_RATIO) -> 
     paper_style = [c for c in comparisons if c["placement"] == "memory"]
     if not paper_style:
         raise ValueError(
-            f"memory table has no rows at prune ratio 0 and {ratio} to compare "
-            "(measure with memory.ratios including both)"
+            f"batch-capacity table has no rows at prune ratio 0 and {ratio} to compare "
+            "(measure with batch_capacity.ratios including both)"
         )
     paper_gain = PAPER_BATCH_CLAIM[1] / PAPER_BATCH_CLAIM[0]
     bound = 1.0 / (1.0 - ratio)
@@ -491,13 +493,13 @@ def print_latency_table(latency: dict[str, Any], file: Any = None) -> None:
         )
 
 
-def print_memory_table(memory: dict[str, Any], file: Any = None) -> None:
+def print_batch_capacity_table(capacity: dict[str, Any], file: Any = None) -> None:
     """Print saved bytes per image, static state and implied max batch per configuration."""
     out = file or sys.stdout
     print(
-        f"Training memory (saved for backward per image: slope between batches "
-        f"{memory['batch_sizes']}; static = params + grads + AdamW + batch-independent saved "
-        f"tensors; max batch on {memory['card_gib']:g} GiB minus {memory['workspace_gib']:g} GiB "
+        f"Batch capacity (saved for backward per image: slope between batches "
+        f"{capacity['batch_sizes']}; static = params + grads + AdamW + batch-independent saved "
+        f"tensors; max batch on {capacity['card_gib']:g} GiB minus {capacity['workspace_gib']:g} GiB "
         "workspace)",
         file=out,
     )
@@ -506,7 +508,7 @@ def print_memory_table(memory: dict[str, Any], file: Any = None) -> None:
         f"{'MiB/image':>9} {'static GiB':>10} {'max batch':>9}",
         file=out,
     )
-    for row in memory["rows"]:
+    for row in capacity["rows"]:
         static = (row["static_bytes"] + row["fixed_saved_bytes"]) / GIB
         print(
             f"{row['setup']:<18} {row['encoder_training']:>10} {row['placement']:>7} "
@@ -523,8 +525,8 @@ def print_report(results: dict[str, Any], file: Any = None) -> None:
     print(file=out)
     print_latency_table(results["latency"], out)
     print(file=out)
-    print_memory_table(results["memory"], out)
-    verdict = memory_verdict(results["memory"])
+    print_batch_capacity_table(results["batch_capacity"], out)
+    verdict = batch_capacity_verdict(results["batch_capacity"])
     best, best_any = verdict["best"], verdict["best_any"]
     print(
         f"\nlargest batch at prune ratio {verdict['ratio']:g} vs 0:\n"
@@ -579,7 +581,7 @@ def add_parser(subparsers: Any) -> None:
     """Add ``ptlib bench efficiency``."""
     parser = subparsers.add_parser(
         "efficiency",
-        help="FLOPs per caption by component, CPU latency ratios, training memory vs pruning",
+        help="FLOPs per caption by component, CPU latency ratios, batch capacity vs pruning",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -20,7 +20,6 @@ from ptlib.models.decoder import (
 )
 from ptlib.models.encoders import EncoderOutput, VisualEncoder, build_encoder, load_weights_file
 from ptlib.models.generate import GenerationResult, beam_search, greedy_decode
-from ptlib.models.memory import SavedTensors, saved_tensor_bytes
 from ptlib.models.projection import VisualProjection, sincos_2d
 from ptlib.models.pruning import (
     ENCODER_PRUNE_METHODS,
@@ -47,7 +46,6 @@ __all__ = [
     "KVCache",
     "MultiHeadAttention",
     "PruneResult",
-    "SavedTensors",
     "TokenPruner",
     "VisualEncoder",
     "VisualMemory",
@@ -63,7 +61,6 @@ __all__ = [
     "make_pruner",
     "merge_tokens",
     "num_kept",
-    "saved_tensor_bytes",
     "sincos_2d",
     "take_tokens",
 ]

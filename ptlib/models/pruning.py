@@ -40,7 +40,7 @@ Placements (``prune_at=``):
 Kept tokens are selected by advanced indexing ``tokens[rows, kept]``, which
 saves only the index for backward. ``torch.gather`` would save its whole input,
 keeping the unpruned memory alive until backward, which defeats the purpose
-(see :func:`ptlib.models.memory.saved_tensor_bytes` and the tests).
+(see :func:`ptlib.bench.saved_tensors.saved_tensor_bytes` and the tests).
 """
 
 from __future__ import annotations

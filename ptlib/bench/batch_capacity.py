@@ -1,14 +1,14 @@
-"""Training memory without a GPU: saved activations per image, plus the static state.
+"""Batch capacity without a GPU: training bytes per image, the static state, the largest batch.
 
-Training memory at batch ``B`` is, to first order::
+The bytes a training step holds at batch ``B`` are, to first order::
 
     static (parameters + gradients + optimizer state)
     + fixed (batch-independent saved tensors, e.g. half-precision weight
       copies under AMP)
     + B * per_image (tensors autograd saves for backward)
 
-:func:`training_memory` measures ``per_image`` and ``fixed`` with
-:func:`ptlib.models.saved_tensor_bytes` (saved-tensor hooks, each storage counted
+:func:`training_bytes` measures ``per_image`` and ``fixed`` with
+:func:`ptlib.bench.saved_tensors.saved_tensor_bytes` (saved-tensor hooks, each storage counted
 once, the parameters' own storages left out) at two batch sizes: the
 difference divided by the batch difference is the per-image slope, what is left
 is the fixed part. This counts real tensors on the CPU, so it needs no GPU, and
@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ptlib.bench.saved_tensors import saved_tensor_bytes
 from ptlib.data.vocab import SPECIAL_TOKENS
-from ptlib.models import saved_tensor_bytes
 from ptlib.train.loss import caption_loss_sum
 
 GIB: int = 2**30
@@ -104,7 +104,7 @@ def _saved_activation_bytes(
     return activation_bytes
 
 
-def training_memory(
+def training_bytes(
     model: nn.Module,
     img_size: int,
     caption_len: int,
@@ -162,28 +162,28 @@ def training_memory(
 
 
 def implied_max_batch(
-    memory: dict[str, Any], card_bytes: float = 24 * GIB, workspace_bytes: float = 1 * GIB
+    measured: dict[str, Any], card_bytes: float = 24 * GIB, workspace_bytes: float = 1 * GIB
 ) -> int:
-    """The largest batch whose estimated training memory fits on a card.
+    """The largest batch whose estimated training bytes fit on a card.
 
     ``floor((card - workspace - static - fixed) / per_image)``; 0 if even the
     static state does not fit. An upper bound: the saved tensors are a lower
     bound of the peak (see the module docstring).
 
     Args:
-        memory: From :func:`training_memory`.
+        measured: From :func:`training_bytes`.
         card_bytes: Memory of the card (default 24 GiB, an RTX 4090).
         workspace_bytes: Set aside for the CUDA context, library workspaces and
             allocator slack (default 1 GiB, an assumption).
 
     Raises:
-        ValueError: If ``memory`` lacks a positive ``per_image_bytes``.
+        ValueError: If ``measured`` lacks a positive ``per_image_bytes``.
     """
-    per_image = float(memory.get("per_image_bytes", 0.0))
+    per_image = float(measured.get("per_image_bytes", 0.0))
     if per_image <= 0:
         raise ValueError(
-            f"memory['per_image_bytes']={per_image}: need a positive per-image figure "
-            "(from ptlib.bench.memory.training_memory)"
+            f"measured['per_image_bytes']={per_image}: need a positive per-image figure "
+            "(from ptlib.bench.batch_capacity.training_bytes)"
         )
-    free = card_bytes - workspace_bytes - memory["static_bytes"] - memory["fixed_saved_bytes"]
+    free = card_bytes - workspace_bytes - measured["static_bytes"] - measured["fixed_saved_bytes"]
     return max(0, int(free // per_image))

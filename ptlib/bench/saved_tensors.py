@@ -1,9 +1,11 @@
 """Saved-tensor accounting: which tensors does autograd keep alive for backward?
 
-Activation memory in training is mostly the tensors autograd saves for the
-backward pass. :func:`saved_tensor_bytes` runs a function under
+The activations a training step holds are mostly the tensors autograd saves for
+the backward pass. :func:`saved_tensor_bytes` runs a function under
 ``torch.autograd.graph.saved_tensors_hooks`` and adds up the storages saved,
-each storage once (a view of a saved tensor costs nothing extra).
+each storage once (a view of a saved tensor costs nothing extra). Chapter 3 uses
+it to show that ``take_tokens`` keeps no reference to the unpruned visual memory;
+:mod:`ptlib.bench.batch_capacity` builds the training-bytes estimate on it.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from ptlib.data.images import BadImageError
 from ptlib.data.loaders import build_caption_data
 from ptlib.data.shapes import ShapesConfig, generate_shapes_dataset, shapes_paths
 from ptlib.data.transforms import build_transform, denormalize
-from ptlib.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary
+from ptlib.data.vocab import Vocabulary
+from ptlib.tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 CONFIG = ShapesConfig(img_size=48, n_train=12, n_val=4, n_test=0, n_compositional=0, seed=5)
 

@@ -8,15 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptlib.data.vocab import (
-    BOS_ID,
-    EOS_ID,
-    PAD_ID,
-    SPECIAL_TOKENS,
-    UNK_ID,
-    Vocabulary,
-    tokenize,
-)
+from ptlib.data.vocab import Vocabulary, tokenize
+from ptlib.tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 
 CAPTIONS = [
     "A red circle.",

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ptlib.bench.saved_tensors import saved_tensor_bytes
-from ptlib.data.vocab import SPECIAL_TOKENS
+from ptlib.tokens import SPECIAL_TOKENS
 from ptlib.train.loss import caption_loss_sum
 
 GIB: int = 2**30

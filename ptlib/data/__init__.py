@@ -22,7 +22,8 @@ from ptlib.data.images import BadImageError, load_rgb
 from ptlib.data.loaders import CaptionData, build_caption_data
 from ptlib.data.shapes import ShapesConfig, ensure_shapes_dataset, generate_shapes_dataset
 from ptlib.data.transforms import build_transform, denormalize
-from ptlib.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocabulary, tokenize
+from ptlib.data.vocab import Vocabulary, tokenize
+from ptlib.tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # re-exported: defined in ptlib.tokens
 
 __all__ = [
     "AnnotationError",

@@ -29,7 +29,8 @@ from torch.utils.data import Dataset
 from ptlib.data.annotations import CaptionRecord, read_caption_annotations
 from ptlib.data.images import DEFAULT_MAX_PIXELS, BadImageError, load_rgb, resolve_image_path
 from ptlib.data.transforms import build_transform
-from ptlib.data.vocab import PAD_ID, Vocabulary
+from ptlib.data.vocab import Vocabulary
+from ptlib.tokens import PAD_ID
 
 BadImagePolicy = Literal["raise", "skip"]
 

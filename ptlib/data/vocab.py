@@ -4,8 +4,8 @@
 the datasets and the caption metrics all use it, so a word counts the same way
 in training and in evaluation.
 
-Special tokens (shared by every part of ``ptlib``): ``<pad>`` = 0, ``<bos>`` = 1,
-``<eos>`` = 2, ``<unk>`` = 3.
+Special tokens (defined in :mod:`ptlib.tokens`, shared by every part of ``ptlib``):
+``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2, ``<unk>`` = 3; every vocabulary starts with them.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
-SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+from ptlib.tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 
 VOCAB_FORMAT = "ptlib.vocab/1"
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ptlib.tokens import PAD_ID
+
 
 def _check_topk(topk: Sequence[int]) -> tuple[int, ...]:
     ks = tuple(topk)
@@ -29,7 +31,7 @@ def token_accuracy_counts(
     logits: torch.Tensor,
     targets: torch.Tensor,
     *,
-    pad_id: int | None = 0,
+    pad_id: int | None = PAD_ID,
     topk: Sequence[int] = (1, 5),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Count correct top-k guesses and non-padding tokens (no device sync).
@@ -87,7 +89,7 @@ def _as_result(ks: tuple[int, ...], correct: torch.Tensor, n_tokens: int) -> dic
 def token_accuracy(
     logits: torch.Tensor,
     targets: torch.Tensor,
-    pad_id: int | None = 0,
+    pad_id: int | None = PAD_ID,
     topk: Sequence[int] = (1, 5),
 ) -> dict[str, float | int]:
     """Teacher-forced top-k token accuracy of one batch, ignoring padding.
@@ -124,7 +126,7 @@ class TokenAccuracy:
         print(accuracy.compute())   # {"top1": ..., "top5": ..., "n_tokens": ...}
     """
 
-    def __init__(self, pad_id: int | None = 0, topk: Sequence[int] = (1, 5)) -> None:
+    def __init__(self, pad_id: int | None = PAD_ID, topk: Sequence[int] = (1, 5)) -> None:
         self.pad_id = pad_id
         self.topk = _check_topk(topk)
         self.reset()

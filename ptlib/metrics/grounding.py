@@ -61,6 +61,7 @@ import torch
 
 from ptlib.data.grammar import SHAPES, SIZES, plural
 from ptlib.metrics.correctness import SceneTruth
+from ptlib.tokens import EOS_ID
 
 SHAPE_WORDS: dict[str, str] = {
     **{shape: shape for shape in SHAPES},
@@ -74,7 +75,7 @@ def shape_named_by(word: str) -> str | None:
     return SHAPE_WORDS.get(word)
 
 
-def generated_words(tokens: torch.Tensor, itos: Sequence[str], eos_id: int = 2) -> list[list[str]]:
+def generated_words(tokens: torch.Tensor, itos: Sequence[str], eos_id: int = EOS_ID) -> list[list[str]]:
     """The words of each generated caption, one per position, up to ``<eos>``.
 
     Args:

@@ -26,16 +26,10 @@ from torch import Tensor, nn
 from ptlib.models.config import CaptionerConfig
 from ptlib.models.decoder import CaptionDecoder
 from ptlib.models.encoders import EncoderOutput, VisualEncoder, build_encoder
-from ptlib.models.generate import (
-    BOS_ID,
-    EOS_ID,
-    PAD_ID,
-    GenerationResult,
-    beam_search,
-    greedy_decode,
-)
+from ptlib.models.generate import GenerationResult, beam_search, greedy_decode
 from ptlib.models.projection import VisualProjection
 from ptlib.models.pruning import NO_CLS_METHODS, TokenPruner
+from ptlib.tokens import BOS_ID, EOS_ID, PAD_ID
 
 
 @dataclass

@@ -27,8 +27,7 @@ import torch
 from torch import Tensor
 
 from ptlib.models.decoder import CaptionDecoder
-
-BOS_ID, EOS_ID, PAD_ID = 1, 2, 0
+from ptlib.tokens import BOS_ID, EOS_ID, PAD_ID
 
 
 @dataclass

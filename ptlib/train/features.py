@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ptlib.data.datasets import CaptionDataset, collate_captions
-from ptlib.data.vocab import PAD_ID
+from ptlib.tokens import PAD_ID
 from ptlib.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 

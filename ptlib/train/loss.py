@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ptlib.tokens import PAD_ID
+
 
 def caption_loss_sum(
-    logits: torch.Tensor, targets: torch.Tensor, *, pad_id: int = 0, label_smoothing: float = 0.0
+    logits: torch.Tensor, targets: torch.Tensor, *, pad_id: int = PAD_ID, label_smoothing: float = 0.0
 ) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy of the next-token predictions, and how many tokens it covers.
 

@@ -38,7 +38,7 @@ class Requirement:
 
 OLDEST: tuple[Requirement, ...] = (
     Requirement("torch", "2.3", "3",
-                "torch.amp.GradScaler(device_type) (ptlib.train.amp) and "
+                "torch.amp.GradScaler(device_type) (ptlib.train.step) and "
                 "torch.backends.mha.set_fastpath_enabled (ptlib.bench.flops; pytorch PR "
                 "112212, merged January 2024), both new in 2.3; older APIs: "
                 "torch.utils.flop_counter (2.1), SDPA (2.0), torch.load(weights_only=True)"),

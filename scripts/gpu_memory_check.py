@@ -49,7 +49,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
 from ptlib import course, files, runtime  # noqa: E402
 from ptlib.bench.efficiency import PAPER_RUNS, build_variant, load_setup  # noqa: E402
 from ptlib.tokens import SPECIAL_TOKENS  # noqa: E402
-from ptlib.train.loss import caption_loss_sum  # noqa: E402
+from ptlib.train.step import caption_loss_sum  # noqa: E402
 
 GIB = 2**30
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)

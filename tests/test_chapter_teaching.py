@@ -16,7 +16,7 @@ import torch
 from _toy_captioning import ToyCaptioner
 
 from ptlib.train.config import TrainConfig
-from ptlib.train.loss import caption_loss_sum
+from ptlib.train.step import caption_loss_sum
 from ptlib.train.trainer import Trainer
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"

@@ -106,7 +106,7 @@ def test_table1_recipe_trains_on_the_fixture(fixture_root, tmp_path):
     assert result.status == "finished" and result.best_checkpoint is not None
     row = result.history[0]
     assert row["step"] == 1 and 0 < row["train_loss"] < 20 and "val_loss" in row
-    from ptlib.train.data import build_run_data
+    from ptlib.train.run import build_run_data
 
     data = build_run_data(config["data"], splits=("train", "test"))
     batch = collate_captions([data.datasets["test"][0], data.datasets["test"][1]])

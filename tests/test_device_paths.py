@@ -19,7 +19,7 @@ from ptlib import course
 from ptlib.data.datasets import CaptionBatch
 from ptlib.train import load_run_config
 from ptlib.train import run as run_module
-from ptlib.train.amp import make_scaler, resolve_amp
+from ptlib.train.step import make_scaler, resolve_amp
 
 
 def test_amp_modes_resolve_on_the_cpu():

@@ -35,8 +35,7 @@ requires_java = pytest.mark.skipif(not java_available(), reason="METEOR / PTB ne
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A checkpoint of the ci ViT config (untrained), images good and bad, broken files."""
-    from ptlib.train.data import build_run_data
-    from ptlib.train.run import build_model
+    from ptlib.train.run import build_model, build_run_data
     from ptlib.train.runconfig import load_run_config
 
     root = tmp_path_factory.mktemp("errors")

@@ -19,8 +19,7 @@ from ptlib.experiments.grounding import GroundingModel, grounding_models, ground
 from ptlib.metrics import load_ground_truth
 from ptlib.models import num_kept
 from ptlib.train.checkpoint import save_checkpoint
-from ptlib.train.data import build_run_data, instances_path
-from ptlib.train.run import build_model
+from ptlib.train.run import build_model, build_run_data, instances_path
 from ptlib.train.runconfig import load_run_config
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ptlib.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ptlib.train.rng import capture_rng_state, restore_rng_state
-from ptlib.train.schedule import warmup_cosine_factor, warmup_cosine_scheduler
+from ptlib.train.resume import capture_rng_state, restore_rng_state
+from ptlib.train.step import warmup_cosine_factor, warmup_cosine_scheduler
 
 
 class _Evil:

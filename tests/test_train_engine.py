@@ -10,7 +10,7 @@ from _toy_captioning import ToyCaptioner, ToyCaptions, collate
 
 from ptlib.train.checkpoint import load_checkpoint
 from ptlib.train.config import TrainConfig
-from ptlib.train.sampler import EpochSampler
+from ptlib.train.resume import EpochSampler
 from ptlib.train.trainer import Trainer
 
 

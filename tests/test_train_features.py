@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from ptlib.data.datasets import collate_captions
-from ptlib.train.data import build_run_data
 from ptlib.train.features import (
     CachedFeatureDataset,
     FeatureCache,
@@ -15,9 +14,9 @@ from ptlib.train.features import (
     collate_features,
     encode_dataset,
 )
-from ptlib.train.loss import caption_loss_sum
-from ptlib.train.run import build_model, train_run
+from ptlib.train.run import build_model, build_run_data, train_run
 from ptlib.train.runconfig import load_run_config
+from ptlib.train.step import caption_loss_sum
 
 CPU = torch.device("cpu")
 

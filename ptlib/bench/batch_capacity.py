@@ -31,7 +31,7 @@ from torch import nn
 
 from ptlib.bench.saved_tensors import saved_tensor_bytes
 from ptlib.tokens import SPECIAL_TOKENS
-from ptlib.train.loss import caption_loss_sum
+from ptlib.train.step import caption_loss_sum
 
 GIB: int = 2**30
 """Bytes in a GiB."""

@@ -24,16 +24,15 @@ from torch.utils.data import DataLoader
 from ptlib import runtime
 from ptlib.data.datasets import collate_captions
 from ptlib.train.config import TrainConfig
-from ptlib.train.data import build_run_data
 from ptlib.train.features import (
     CachedFeatureDataset,
     FeatureCaptioner,
     collate_features,
     encode_dataset,
 )
-from ptlib.train.loss import caption_loss_sum
-from ptlib.train.run import build_model
+from ptlib.train.run import build_model, build_run_data
 from ptlib.train.runconfig import load_run_config
+from ptlib.train.step import caption_loss_sum
 from ptlib.train.trainer import build_optimizer
 
 

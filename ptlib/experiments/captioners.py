@@ -23,9 +23,8 @@ import torch
 
 from ptlib import course, runcache, runtime
 from ptlib.train.checkpoint import load_checkpoint, save_checkpoint
-from ptlib.train.data import build_run_data, instances_path
 from ptlib.train.evaluate import caption_dataset, evaluate_captions, floor_model_ceiling
-from ptlib.train.run import load_captioner, train_run
+from ptlib.train.run import build_run_data, instances_path, load_captioner, train_run
 from ptlib.train.runconfig import load_run_config
 
 BACKBONES: tuple[str, ...] = ("vit", "convnext")

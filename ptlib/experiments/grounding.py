@@ -33,7 +33,7 @@ from ptlib.metrics.correctness import SceneTruth, load_ground_truth
 from ptlib.metrics.grounding import PointingGame, generated_words
 from ptlib.models.captioner import Captioner
 from ptlib.models.repruning import inference_pruning
-from ptlib.train.data import build_run_data, instances_path
+from ptlib.train.run import build_run_data, instances_path
 
 SPLIT = "test"
 """The split the study scores (held out from training)."""

@@ -20,7 +20,7 @@ from ptlib.metrics.captions import CaptionScorer
 from ptlib.metrics.correctness import SceneTruth, load_ground_truth, score_correctness
 from ptlib.metrics.kept_objects import cell_object_area, kept_object_recall
 from ptlib.models import Captioner, inference_pruning
-from ptlib.train.data import build_run_data, instances_path
+from ptlib.train.run import build_run_data, instances_path
 
 STUDY_METRICS: tuple[str, ...] = ("BLEU", "CIDEr")
 """The n-gram metrics of the study (METEOR and ROUGE-L are in the chapter-6 tables)."""

@@ -13,7 +13,7 @@ from ptlib.train.config import TrainConfig
 from ptlib.train.evaluate import caption_dataset, evaluate_captions, floor_model_ceiling
 from ptlib.train.features import FeatureCache, FeatureCaptioner, encode_dataset
 from ptlib.train.history import read_history, write_history
-from ptlib.train.run import build_model, load_captioner, train_run
+from ptlib.train.run import build_model, build_run_data, load_captioner, train_run
 from ptlib.train.runconfig import apply_overrides, load_run_config, shipped_run_configs
 from ptlib.train.trainer import FitResult, Trainer
 
@@ -26,6 +26,7 @@ __all__ = [
     "Trainer",
     "apply_overrides",
     "build_model",
+    "build_run_data",
     "caption_dataset",
     "encode_dataset",
     "evaluate_captions",

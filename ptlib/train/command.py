@@ -86,9 +86,8 @@ def _format_scores(scores: dict[str, Any]) -> str:
 def _eval(args: argparse.Namespace) -> int:
     from ptlib.errors import check_output_file
     from ptlib.metrics.results import write_results
-    from ptlib.train.data import build_run_data, instances_path
     from ptlib.train.evaluate import caption_dataset, evaluate_captions, floor_model_ceiling
-    from ptlib.train.run import load_captioner
+    from ptlib.train.run import build_run_data, instances_path, load_captioner
 
     out = Path(args.out) if args.out else Path(args.ckpt).parent / f"results_{args.split}.json"
     check_output_file(out, "--out" if args.out else "results file (set --out)")

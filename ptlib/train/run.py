@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ptlib import files, runtime
+from ptlib import course, files, runtime
 from ptlib.data.datasets import collate_captions
-from ptlib.data.loaders import CaptionData
+from ptlib.data.loaders import CaptionData, build_caption_data
 from ptlib.data.vocab import Vocabulary
 from ptlib.models import Captioner, CaptionerConfig
 from ptlib.train.checkpoint import check_weights_match, load_checkpoint
 from ptlib.train.config import TrainConfig
-from ptlib.train.data import build_run_data
 from ptlib.train.distributed import DistEnv, cleanup_distributed, init_distributed
 from ptlib.train.evaluate import caption_dataset, evaluate_captions
 from ptlib.train.features import (
@@ -40,6 +39,57 @@ from ptlib.train.trainer import FitResult, Trainer
 
 VAL_METRICS: tuple[str, ...] = ("BLEU", "CIDEr")
 """Metrics computed on validation captions during training (METEOR's JVM is slow to start)."""
+
+
+# ---------------------------------------------------------------------------
+# The data section: vocabulary and datasets
+# ---------------------------------------------------------------------------
+#
+# The section has the keys of a profile's ``data`` section (see
+# ``ptlib/configs/profiles.yaml`` and :func:`ptlib.data.build_caption_data`):
+# ``dataset: shapes`` with the fields of :class:`ptlib.data.shapes.ShapesConfig`,
+# or ``dataset: coco`` with ``coco_root``, ``split``, ``karpathy_json``, ``year``;
+# plus ``img_size``, ``vocab_min_freq``, ``vocab_max_size``, ``max_len``.
+
+
+def build_run_data(
+    section: Mapping[str, Any],
+    *,
+    splits: Sequence[str] = ("train", "val"),
+    seed: int = 0,
+    vocab: Vocabulary | None = None,
+) -> CaptionData:
+    """Vocabulary and datasets for a run (the shapes dataset is generated if missing).
+
+    Args:
+        section: The run config's ``data`` section.
+        splits: Splits to build (``"train"`` in train mode, the others in eval mode).
+        seed: Seeds the per-epoch choice of training reference.
+        vocab: The vocabulary of a trained model (from its checkpoint); it replaces
+            the one rebuilt from the training captions, so ids always match the model.
+    """
+    profile = course.Profile(name="run", description="run config data section", seed=seed,
+                             settings={"data": dict(section)})
+    data = build_caption_data(profile, splits=splits, seed=seed)
+    if vocab is not None and vocab != data.vocab:
+        data.vocab = vocab
+        for dataset in data.datasets.values():
+            dataset.vocab = vocab
+    return data
+
+
+def instances_path(data: CaptionData, split: str) -> Path | None:
+    """The ground-truth objects file of a shapes split (``None`` for COCO)."""
+    if data.name != "shapes":
+        return None
+    from ptlib.data.shapes import shapes_paths
+
+    return shapes_paths(data.root, split)[2]
+
+
+# ---------------------------------------------------------------------------
+# The model section, training, loading
+# ---------------------------------------------------------------------------
 
 
 def build_model(model_section: Mapping[str, Any], vocab: Vocabulary) -> Captioner:

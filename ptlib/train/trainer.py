@@ -35,7 +35,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ptlib.metrics.accuracy import token_accuracy_counts
-from ptlib.train.amp import autocast, make_scaler, resolve_amp
 from ptlib.train.checkpoint import (
     CheckpointError,
     check_weights_match,
@@ -47,10 +46,14 @@ from ptlib.train.checkpoint import (
 from ptlib.train.config import TrainConfig
 from ptlib.train.distributed import DistEnv, all_reduce_sum, broadcast_flag
 from ptlib.train.history import write_history
-from ptlib.train.loss import caption_loss_sum
-from ptlib.train.rng import capture_rng_state, restore_rng_state
-from ptlib.train.sampler import EpochSampler
-from ptlib.train.schedule import warmup_cosine_scheduler
+from ptlib.train.resume import EpochSampler, capture_rng_state, restore_rng_state
+from ptlib.train.step import (
+    autocast,
+    caption_loss_sum,
+    make_scaler,
+    resolve_amp,
+    warmup_cosine_scheduler,
+)
 
 EvaluateFn = Callable[[nn.Module], Mapping[str, float]]
 """Scores a model's generated validation captions; returns at least ``CIDEr-D``."""

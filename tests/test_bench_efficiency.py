@@ -294,7 +294,7 @@ def test_ci_config_reads_run_configs_and_variants():
 def test_bench_command_prints_tables_and_writes_json(tmp_path, monkeypatch, capsys):
     from ptlib.cli import main
 
-    assert "ptlib.bench.efficiency" in BENCH_MODULES
+    assert "ptlib.bench.efficiency_command" in BENCH_MODULES
     tiny = {
         "profile": "ci",
         "seed": 0,

@@ -8,7 +8,7 @@ output, not checked by timed tests.
 
 BENCH_MODULES: tuple[str, ...] = (
     "ptlib.bench.data",
-    "ptlib.bench.efficiency",
+    "ptlib.bench.efficiency_command",
     "ptlib.bench.generate",
     "ptlib.bench.train",
 )

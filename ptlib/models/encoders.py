@@ -366,8 +366,8 @@ class VisualEncoder(nn.Module):
         """Patch embedding, prefix tokens and position embedding, as timm's ViT does.
 
         Built from the model's public parts (``patch_embed``, ``cls_token``,
-        ``reg_token``, ``pos_embed``, ``no_embed_class``, ``pos_drop``,
-        ``patch_drop``, ``norm_pre``).
+        ``dist_token``, ``reg_token``, ``pos_embed``, ``no_embed_class``,
+        ``pos_drop``, ``patch_drop``, ``norm_pre``).
 
         Returns:
             ``(B, P + N, C)``: ``P`` prefix tokens, then the ``N`` patch tokens.
@@ -375,9 +375,10 @@ class VisualEncoder(nn.Module):
         model = self.model
         x = model.patch_embed(images)
         x = x.reshape(x.shape[0], -1, x.shape[-1])  # (B, N, C), also from NHWC output
-        prefix = [
+        prefix = [  # DeiT's distillation token follows the class token
             token.expand(x.shape[0], -1, -1)
-            for token in (model.cls_token, getattr(model, "reg_token", None))
+            for token in (model.cls_token, getattr(model, "dist_token", None),
+                          getattr(model, "reg_token", None))
             if token is not None
         ]
         if model.pos_embed is None:  # timm applies no position dropout then

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ptlib.models.pruning import select_top_k, take_tokens
+from ptlib.models.pruning import select_top_k
 
 WEIGHT_FILE_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 """File name endings that make ``pretrained`` a local weights file rather than a timm tag."""
@@ -395,6 +395,7 @@ class VisualEncoder(nn.Module):
         model = self.model
         prefix = model.num_prefix_tokens
         x = self._embed(images)
+        rows = torch.arange(x.shape[0], device=x.device)[:, None]  # one row index for all stages
         schedule = dict(pruning.schedule) if pruning is not None else {}
         positions: Tensor | None = None  # (B, n) original grid positions of the patch tokens
         first_scores: Tensor | None = None
@@ -414,12 +415,13 @@ class VisualEncoder(nn.Module):
             patches = x[:, prefix:]
             scores = pruning.score(patches, attention)
             keep = select_top_k(scores, stage_keep)  # (B, k) ascending
-            x = torch.cat([x[:, :prefix], take_tokens(patches, keep)], dim=1)
-            positions = keep if positions is None else take_tokens(positions, keep)
+            # take_tokens' indexing (saves only the index for backward), rows shared
+            x = torch.cat([x[:, :prefix], patches[rows, keep]], dim=1)
+            positions = keep if positions is None else positions[rows, keep]
             if first_scores is None:
                 first_scores = scores
             if cls_attention is not None:
-                cls_attention = take_tokens(cls_attention, keep)
+                cls_attention = cls_attention[rows, keep]
         x = model.norm(x)
         return EncoderOutput(
             tokens=x[:, prefix:],

@@ -89,6 +89,8 @@ class EncoderPruning:
             higher means keep (e.g. :meth:`ptlib.models.TokenPruner.score`).
         cls_attention: Whether ``score`` reads the CLS attention of the block it
             prunes after (then the encoder computes it; else ``None`` is passed).
+            Only for a ViT with a class token, which
+            :func:`~ptlib.models.pruning.check_pruner` checks.
     """
 
     schedule: tuple[tuple[int, int], ...]

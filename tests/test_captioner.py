@@ -128,8 +128,10 @@ def test_forward_features_equals_forward():
 def test_cls_attention_needs_a_vit():
     with pytest.raises(ValueError, match="methods that apply"):
         _model(encoder="convnext_atto", prune_method="cls_attention")
-    with pytest.raises(ValueError, match="not a ViT"):
+    with pytest.raises(ValueError, match="is not one"):
         _model(encoder="convnext_atto", prune_method="norm", prune_at="encoder")
+    with pytest.raises(ValueError, match="1 block"):
+        _model(prune_at="encoder", encoder_kwargs={"depth": 1})
 
 
 def test_kept_positions_keep_their_position_encoding():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ptlib.models import TokenPruner, build_encoder, num_kept
+from ptlib.models import EncoderPruning, TokenPruner, build_encoder, num_kept
 
 torch.set_num_threads(1)
 
@@ -75,8 +75,8 @@ def test_cls_attention_matches_explicit_attention_matrix():
 def test_convnext_has_no_cls_attention():
     encoder = build_encoder("convnext_atto", img_size=64)
     assert not encoder.has_cls_attention
-    with pytest.raises(ValueError, match="no CLS attention"):
-        encoder(torch.randn(1, 3, 64, 64), need_cls_attention=True)
+    # asking is harmless: there is none to return (check_pruner rejects its use for pruning)
+    assert encoder(torch.randn(1, 3, 64, 64), need_cls_attention=True).cls_attention is None
 
 
 def test_frozen_encoder_runs_in_eval_without_a_graph():
@@ -149,21 +149,19 @@ def test_bad_strides_and_sizes_fail_clearly():
         encoder(torch.randn(1, 3, 32, 32))
 
 
-class _KeepLast(TokenPruner):
+def _keep_last(tokens, cls_attention=None):
     """Scores the current last tokens highest, to check index composition across stages."""
-
-    def score(self, tokens, cls_attention=None):
-        return torch.arange(tokens.shape[1], dtype=torch.float).expand(tokens.shape[0], -1)
+    return torch.arange(tokens.shape[1], dtype=torch.float).expand(tokens.shape[0], -1)
 
 
 def test_in_encoder_pruning_maps_indices_to_the_original_grid():
     encoder = build_encoder("vit_tiny_patch16_224", img_size=96).eval()  # 36 tokens
-    pruner = _KeepLast(0.5, "norm", prune_at="encoder", prune_layers=[2, 5])
+    pruner = TokenPruner(0.5, "norm", prune_at="encoder", prune_layers=[2, 5])
     schedule = pruner.encoder_schedule(36, 12)
     assert [layer for layer, _ in schedule] == [2, 5]
     assert schedule[-1][1] == num_kept(36, 0.5) == 18
     with torch.no_grad():
-        out = encoder(torch.randn(2, 3, 96, 96), pruner=pruner)
+        out = encoder(torch.randn(2, 3, 96, 96), pruning=EncoderPruning(tuple(schedule), _keep_last))
     assert out.tokens.shape == (2, 18, 192)
     # stage 1 keeps the last 25 original positions, stage 2 the last 18 of those
     assert out.kept_indices.tolist() == [list(range(18, 36))] * 2
@@ -172,8 +170,9 @@ def test_in_encoder_pruning_maps_indices_to_the_original_grid():
 def test_in_encoder_cls_attention_pruning_keeps_k_sorted_unique_tokens():
     encoder = build_encoder("vit_tiny_patch16_224", img_size=96).eval()
     pruner = TokenPruner(0.7, "cls_attention", prune_at="encoder")
+    pruning = EncoderPruning(tuple(pruner.encoder_schedule(36, 12)), pruner.score, True)
     with torch.no_grad():
-        out = encoder(torch.randn(3, 3, 96, 96), pruner=pruner, need_cls_attention=True)
+        out = encoder(torch.randn(3, 3, 96, 96), pruning=pruning, need_cls_attention=True)
     k = num_kept(36, 0.7)
     assert out.tokens.shape == (3, k, 192) and out.kept_indices.shape == (3, k)
     assert (out.kept_indices.diff(dim=1) > 0).all()
@@ -184,7 +183,23 @@ def test_in_encoder_cls_attention_pruning_keeps_k_sorted_unique_tokens():
 def test_in_encoder_pruning_needs_a_vit():
     encoder = build_encoder("convnext_atto", img_size=64)
     with pytest.raises(ValueError, match="needs a ViT"):
-        encoder(torch.randn(1, 3, 64, 64), pruner=TokenPruner(0.5, "norm", prune_at="encoder"))
+        encoder(torch.randn(1, 3, 64, 64), pruning=EncoderPruning(((0, 2),), _keep_last))
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224",
+                                  "vit_small_patch16_224.dino"])
+def test_public_embedding_matches_timm_forward_features(name):
+    """The encoder embeds patches from timm's public parts exactly as timm's ViT does."""
+    torch.manual_seed(0)
+    kwargs = {"depth": 2}
+    if name.endswith(".dino"):
+        name, kwargs = "vit_small_patch16_224", {"depth": 2, "reg_tokens": 2, "no_embed_class": True}
+    encoder = build_encoder(name, img_size=64, encoder_kwargs=kwargs).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ours = encoder(images).tokens
+        timm_out = encoder.model.forward_features(images)[:, encoder.model.num_prefix_tokens:]
+    torch.testing.assert_close(ours, timm_out)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from ptlib.models import CaptionDecoder, MultiHeadAttention, TokenPruner, causal_allowed, num_kept
+from ptlib.models import (
+    CaptionDecoder,
+    MultiHeadAttention,
+    TokenPruner,
+    causal_allowed,
+    norm_scores,
+    num_kept,
+    select_top_k,
+    take_tokens,
+)
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOK = NOTEBOOKS / "04_decoder.ipynb"
@@ -59,6 +68,17 @@ def test_scratch_norm_prune_matches_token_pruner(pruning_scratch, shape, ratio):
         torch.testing.assert_close(pruning_scratch["scratch_norm_scores"](tokens), result.scores)
     assert torch.equal(our_kept, result.kept_indices)
     assert torch.equal(ours, result.tokens)
+
+
+@pytest.mark.parametrize("k", [1, 5, 36])
+def test_scratch_steps_match_the_library_primitives(pruning_scratch, k):
+    torch.manual_seed(1)
+    tokens = torch.randn(3, 36, 8)
+    scores = norm_scores(tokens)
+    torch.testing.assert_close(pruning_scratch["scratch_norm_scores"](tokens), scores)
+    kept = pruning_scratch["scratch_top_k"](scores, k)
+    assert torch.equal(kept, select_top_k(scores, k))
+    assert torch.equal(pruning_scratch["scratch_gather"](tokens, kept), take_tokens(tokens, kept))
 
 
 def test_scratch_top_k_keeps_the_highest_in_grid_order(pruning_scratch):

@@ -1,4 +1,4 @@
-"""Token pruning: the K rule, properties of every method, gradients, saved-tensor accounting."""
+"""Token pruning: the K rule, scorers, primitives, every method, compatibility, saved tensors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptlib.bench.saved_tensors import saved_tensor_bytes
-from ptlib.models import TokenPruner, merge_tokens, num_kept, take_tokens
+from ptlib.models import (
+    TokenPruner,
+    TokenScorer,
+    build_encoder,
+    check_pruner,
+    cls_attention_scores,
+    merge_tokens,
+    norm_scores,
+    num_kept,
+    pruning_methods,
+    random_scores,
+    select_top_k,
+    take_tokens,
+)
 
 torch.set_num_threads(1)
 
@@ -46,7 +59,7 @@ def test_k_rule_rounds_half_up_and_never_reaches_zero():
     with pytest.raises(ValueError, match="at least one token"):
         num_kept(0, 0.3)
     with pytest.raises(ValueError, match="K must be at least 1"):
-        TokenPruner.select_indices(torch.rand(1, 4), 0)
+        select_top_k(torch.rand(1, 4), 0)
 
 
 @settings(max_examples=40, deadline=None)
@@ -229,3 +242,52 @@ def test_default_prune_layers_fit_every_vit_depth(num_blocks):
     assert schedule[-1][1] == pruner.num_kept(36)
     if num_blocks == 12:
         assert layers == [3, 6, 9]
+
+
+def test_scorers_are_plain_functions_the_pruner_uses():
+    tokens = torch.randn(2, 7, 3)
+    attention = torch.rand(2, 7)
+    torch.testing.assert_close(norm_scores(tokens), tokens.norm(dim=-1))
+    assert torch.equal(cls_attention_scores(tokens, attention), attention)
+    with pytest.raises(ValueError, match="expected"):
+        cls_attention_scores(tokens, attention[:, :3])
+    seeded = random_scores(tokens, torch.Generator().manual_seed(5))
+    assert torch.equal(seeded, random_scores(tokens, torch.Generator().manual_seed(5)))
+    assert torch.equal(TokenPruner(0.5, "norm").score(tokens), norm_scores(tokens))
+    assert torch.equal(TokenPruner(0.5, "random", seed=5).score(tokens), seeded)
+    kept = select_top_k(norm_scores(tokens), num_kept(7, 0.5))
+    assert torch.equal(TokenPruner(0.5, "norm")(tokens).tokens, take_tokens(tokens, kept))
+
+
+def test_a_learned_pruner_can_share_a_trained_scorer():
+    scorer = TokenScorer(8)
+    pruner = TokenPruner(0.5, "learned", scorer=scorer).eval()
+    assert pruner.scorer is scorer
+    assert list(pruner.state_dict()) == [f"scorer.{k}" for k in scorer.state_dict()]
+    with pytest.raises(ValueError, match="scorer="):
+        TokenPruner(0.5, "norm", scorer=scorer)
+
+
+def test_an_encoder_pruner_does_not_prune_memory():
+    with pytest.raises(ValueError, match="inside the encoder"):
+        TokenPruner(0.5, "norm", prune_at="encoder")(torch.randn(1, 4, 2))
+
+
+def test_check_pruner_is_the_one_compatibility_check():
+    vit = build_encoder("vit_tiny_patch16_224", img_size=64, encoder_kwargs={"depth": 2})
+    convnext = build_encoder("convnext_atto", img_size=64)
+    check_pruner(TokenPruner(0.5, "cls_attention"), vit, 8)
+    check_pruner(TokenPruner(0.5, "norm", prune_at="encoder"), vit, 8)
+    check_pruner(TokenPruner(0.0, "none", prune_at="encoder"), convnext, 8)  # prunes nothing
+    with pytest.raises(ValueError, match="no CLS attention; methods that apply"):
+        check_pruner(TokenPruner(0.5, "cls_attention"), convnext, 8)
+    with pytest.raises(ValueError, match="needs a ViT"):
+        check_pruner(TokenPruner(0.5, "norm", prune_at="encoder"), convnext, 8)
+    with pytest.raises(ValueError, match="prune_layers"):
+        check_pruner(TokenPruner(0.5, "norm", prune_at="encoder", prune_layers=[1]), vit, 8)
+    with pytest.raises(ValueError, match="width 16"):
+        check_pruner(TokenPruner(0.5, "learned", dim=16), vit, 8)
+    assert pruning_methods(vit) == ("random", "norm", "cls_attention", "merge")
+    assert pruning_methods(convnext) == ("random", "norm", "merge")
+    assert pruning_methods(vit, "encoder") == ("random", "norm", "cls_attention")
+    assert pruning_methods(convnext, "encoder") == ()

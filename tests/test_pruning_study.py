@@ -17,7 +17,7 @@ from ptlib.experiments.pruning_study import (
 )
 from ptlib.metrics.correctness import SceneTruth, TrueObject
 from ptlib.metrics.kept_objects import cell_object_area, kept_object_recall
-from ptlib.models import Captioner, CaptionerConfig, inference_pruning, make_pruner
+from ptlib.models import Captioner, CaptionerConfig, reprune
 
 
 def _scene(*boxes: tuple[float, float, float, float], side: int = 64) -> SceneTruth:
@@ -65,50 +65,67 @@ def _captioner(encoder: str = "vit_tiny_patch16_224", method: str = "norm") -> C
     return Captioner.from_config(config).eval()
 
 
-def test_inference_pruning_swaps_the_pruner_and_restores_it() -> None:
+def test_reprune_returns_a_new_captioner_and_leaves_the_model_alone() -> None:
     model = _captioner()
     trained = model.pruner
     images = torch.randn(2, 3, 64, 64)
-    with inference_pruning(model, 0.5, "random", "encoder") as pruned:
-        assert pruned.pruner is not trained
-        assert pruned.num_memory_tokens == 8
-        kept = pruned.generate(images).kept_indices
-        assert kept.shape == (2, 8)
-    assert model.pruner is trained
-    assert model.generate(images).kept_indices.shape == (2, 12)
+    before = model.generate(images)
+    pruned = reprune(model, 0.5, "random", "encoder")
+    assert pruned is not model and pruned.pruner is not trained
+    assert (pruned.pruner.method, pruned.pruner.ratio, pruned.pruner.prune_at) == (
+        "random", 0.5, "encoder")
+    assert pruned.num_memory_tokens == 8
+    assert pruned.generate(images).kept_indices.shape == (2, 8)
+    # the trained modules are shared, not copied
+    assert pruned.encoder is model.encoder and pruned.decoder is model.decoder
+    assert pruned.projection is model.projection
+    assert {id(p) for p in pruned.parameters()} == {id(p) for p in model.parameters()}
+    # the original keeps its pruner and gives the same captions
+    assert model.pruner is trained and (trained.method, trained.ratio) == ("norm", 0.25)
+    after = model.generate(images)
+    assert torch.equal(before.tokens, after.tokens)
+    assert torch.equal(before.kept_indices, after.kept_indices)
+    assert pruned.config.prune_at == "encoder" and model.config.prune_at == "memory"
 
 
-def test_inference_pruning_restores_the_pruner_after_an_error() -> None:
-    model = _captioner()
-    trained = model.pruner
-    with pytest.raises(RuntimeError), inference_pruning(model, 0.5, "merge"):
-        raise RuntimeError("boom")
-    assert model.pruner is trained
+def test_reprune_keeps_the_training_mode_and_a_seeded_random_pruner_repeats() -> None:
+    model = _captioner().train()
+    pruned = reprune(model, 0.5, "random")
+    assert pruned.training and not pruned.pruner.training
+    assert model.training and model.pruner.training
+    images = torch.randn(2, 3, 64, 64)
+    first = reprune(model, 0.5, "random", seed=3).generate(images).kept_indices
+    again = reprune(model, 0.5, "random", seed=3).generate(images).kept_indices
+    assert torch.equal(first, again)
 
 
 def test_ratio_zero_means_no_pruning() -> None:
     model = _captioner()
-    assert make_pruner(model, 0.0, "merge").method == "none"
-    with inference_pruning(model, 0.0) as pruned:
-        assert pruned.num_memory_tokens == model.encoder.num_tokens
+    pruned = reprune(model, 0.0, "merge")
+    assert pruned.pruner.method == "none"
+    assert pruned.num_memory_tokens == model.encoder.num_tokens
 
 
 def test_learned_pruning_needs_a_trained_scorer_and_reuses_it() -> None:
     with pytest.raises(ValueError, match="trained with method 'norm'"):
-        make_pruner(_captioner(), 0.5, "learned")
+        reprune(_captioner(), 0.5, "learned")
     model = _captioner(method="learned")
-    pruner = make_pruner(model, 0.5)
-    assert pruner.method == "learned" and pruner.scorer is model.pruner.scorer
+    pruned = reprune(model, 0.5)
+    assert pruned.pruner.method == "learned" and pruned.pruner.scorer is model.pruner.scorer
+    images = torch.randn(2, 3, 64, 64)
+    expected = model.pruner.scorer(model.projection(model.encoder(images).tokens))
+    kept = expected.topk(8, dim=1).indices.sort(dim=1).values
+    assert torch.equal(pruned.generate(images).kept_indices, kept)
     with pytest.raises(ValueError, match="prune_at='memory'"):
-        make_pruner(model, 0.5, "learned", "encoder")
+        reprune(model, 0.5, "learned", "encoder")
 
 
-def test_inference_pruning_rejects_what_the_encoder_cannot_do() -> None:
+def test_reprune_rejects_what_the_encoder_cannot_do() -> None:
     model = _captioner("convnext_atto")
-    with pytest.raises(ValueError, match="class token"), inference_pruning(model, 0.5, "cls_attention"):
-        pass
-    with pytest.raises(ValueError, match="needs a ViT"), inference_pruning(model, 0.5, "norm", "encoder"):
-        pass
+    with pytest.raises(ValueError, match="class token"):
+        reprune(model, 0.5, "cls_attention")
+    with pytest.raises(ValueError, match="needs a ViT"):
+        reprune(model, 0.5, "norm", "encoder")
     assert model.pruner.method == "norm"
 
 

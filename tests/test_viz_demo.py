@@ -91,7 +91,7 @@ def test_caption_with_attention_prunes_draws_and_points(models):
                                  ratio=0.5, truth=SCENE, max_words=3)
     assert out.caption == " ".join(["circle"] * STEPS) and out.method == "norm"
     assert (out.kept_tokens, out.total_tokens) == (num_kept(16, 0.5), 16)
-    assert model.pruner is trained_pruner  # swapped back after the call
+    assert model.pruner is trained_pruner  # the trained model is left as it was
     titles = [ax.get_title() for ax in out.figure.axes if ax.get_title()]
     assert titles == ["image", f"kept {out.kept_tokens}/16", "mean", "circle", "circle", "circle"]
     assert len(out.trials) == STEPS and all(t.scored for t in out.trials)

@@ -59,26 +59,25 @@ def run_benchmark(
     """
     import torch
 
-    from ptlib.models import Captioner, greedy_decode, load_config
+    from ptlib.models import Captioner, greedy_decode, load_config, reprune
 
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     base = load_config("paper_table1").to_dict()
     images = torch.randn(batch_size, 3, img_size, img_size)
+    unpruned = Captioner.from_config({
+        **base,
+        "encoder": encoder,
+        "img_size": img_size,
+        "max_len": max_len + 1,
+        "prune_ratio": 0.0,
+        "prune_method": "none",
+    }).eval()
     rows = []
     for placement in placements:
         for ratio in ratios:
-            config = {
-                **base,
-                "encoder": encoder,
-                "img_size": img_size,
-                "max_len": max_len + 1,
-                "prune_ratio": ratio,
-                "prune_method": method if ratio > 0 else "none",
-                "prune_at": placement,
-            }
-            model = Captioner.from_config(config).eval()
+            model = reprune(unpruned, ratio, method, placement)
             with torch.no_grad():
                 model.encode(images[:2])  # warm-up
                 encode_s, encoded = _best_time(lambda m=model: m.encode(images), encode_repeats)

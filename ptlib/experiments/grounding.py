@@ -6,7 +6,7 @@ ViT), :func:`grounding_study` loads its captioner
 (:func:`~ptlib.experiments.captioners.trained_captioner`, itself run-or-load),
 captions the held-out test split greedily with cross-attention at every ratio of
 the profile's ``model.prune_ratios`` (the model's own pruning method, swapped in
-at inference with :func:`ptlib.models.inference_pruning`; ratio 0 keeps every
+at inference with :func:`ptlib.models.reprune`; ratio 0 keeps every
 token), and plays the pointing game (:mod:`ptlib.metrics.grounding`). Each model's
 result is stored with :func:`ptlib.runcache.run_or_load` under
 ``results/<profile>/grounding/<model>/``, keyed by that run's config and
@@ -31,8 +31,7 @@ from ptlib.data.vocab import Vocabulary
 from ptlib.experiments.captioners import BACKBONES, TrainedRun, is_stored, trained_captioner
 from ptlib.metrics.correctness import SceneTruth, load_ground_truth
 from ptlib.metrics.grounding import PointingGame, generated_words
-from ptlib.models.captioner import Captioner
-from ptlib.models.repruning import inference_pruning
+from ptlib.models.captioner import Captioner, reprune
 from ptlib.train.run import build_run_data, instances_path
 
 SPLIT = "test"
@@ -127,15 +126,15 @@ def score_pointing(
                         generator=torch.Generator())
     game = PointingGame(truth)
     kept = memory = 0
-    with inference_pruning(model, ratio, method) as pruned:
-        used_method = pruned.pruner.method
-        for batch in loader:
-            if len(batch) == 0:
-                continue
-            result = pruned.generate(batch.images.to(device), return_attention=True)
-            game.add(batch.image_ids.tolist(), generated_words(result.tokens, vocab.itos),
-                     result.attention, result.kept_indices, pruned.encoder.grid)
-            kept, memory = result.kept_indices.shape[1], result.attention.shape[2]
+    pruned = reprune(model, ratio, method)
+    used_method = pruned.pruner.method
+    for batch in loader:
+        if len(batch) == 0:
+            continue
+        result = pruned.generate(batch.images.to(device), return_attention=True)
+        game.add(batch.image_ids.tolist(), generated_words(result.tokens, vocab.itos),
+                 result.attention, result.kept_indices, pruned.encoder.grid)
+        kept, memory = result.kept_indices.shape[1], result.attention.shape[2]
     return {"ratio": ratio, "method": used_method, "kept_tokens": kept, "memory_tokens": memory,
             **game.summary()}
 

@@ -38,6 +38,7 @@ from ptlib import course, runcache, runtime
 from ptlib.experiments.captioners import TrainedRun, config_name, trained_captioner
 from ptlib.experiments.study_eval import STUDY_METRICS, HeldOutSplit, score_pruning
 from ptlib.metrics.captions import CaptionScorer
+from ptlib.models.pruning import pruning_methods
 from ptlib.train.runconfig import load_run_config
 
 SWEEP_METRICS_VERSION = 2
@@ -178,7 +179,7 @@ def _sweep(
     """Caption and score every cell for one trained captioner."""
     model, vocab, config = run.load(runtime.pick_device())  # the CPU unless a GPU is there
     model.float().eval()
-    has_cls = model.encoder.has_cls_attention
+    has_cls = "cls_attention" in pruning_methods(model.encoder)
     cells = _sweep_cells(settings, has_cls=has_cls, is_vit=model.encoder.kind == "vit",
                          first_seed=first_seed, trained_method=trained_method)
     rows = []

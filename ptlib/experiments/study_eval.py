@@ -2,8 +2,8 @@
 
 :class:`HeldOutSplit` loads a held-out split once (images, references tokenised
 once, ground-truth objects and the object area under each token cell);
-:func:`score_pruning` then captions it with the model's pruner swapped by
-:func:`ptlib.models.inference_pruning` and returns CIDEr-D and BLEU-4 (against all
+:func:`score_pruning` then captions it with the model re-pruned by
+:func:`ptlib.models.reprune` and returns CIDEr-D and BLEU-4 (against all
 references), the correctness metrics and kept-object recall.
 """
 
@@ -19,7 +19,7 @@ from ptlib.data.vocab import Vocabulary
 from ptlib.metrics.captions import CaptionScorer
 from ptlib.metrics.correctness import SceneTruth, load_ground_truth, score_correctness
 from ptlib.metrics.kept_objects import cell_object_area, kept_object_recall
-from ptlib.models import Captioner, inference_pruning
+from ptlib.models import Captioner, reprune
 from ptlib.train.run import build_run_data, instances_path
 
 STUDY_METRICS: tuple[str, ...] = ("BLEU", "CIDEr")
@@ -119,20 +119,20 @@ def score_pruning(
     recalls: list[float] = []
     grid = model.encoder.grid
     device = next(model.parameters()).device  # the split's images stay on the CPU
-    with inference_pruning(model, ratio, method, prune_at) as pruned:
-        tokens_kept = pruned.num_memory_tokens
-        for start in range(0, len(split.image_ids), batch_size):
-            ids = split.image_ids[start:start + batch_size]
-            result = pruned.generate(split.images[start:start + batch_size].to(device),
-                                     method="greedy")
-            kept = result.kept_indices.cpu().numpy()
-            for row, (image_id, tokens) in enumerate(zip(ids, result.tokens.tolist(), strict=True)):
-                predictions[image_id] = vocab.decode(tokens)
-                truth = split.truth[image_id]
-                area = cell_object_area(truth, grid)  # the grid spans the whole image
-                recall = kept_object_recall(area, kept[row])
-                if recall is not None:
-                    recalls.append(recall)
+    pruned = reprune(model, ratio, method, prune_at)
+    tokens_kept = pruned.num_memory_tokens
+    for start in range(0, len(split.image_ids), batch_size):
+        ids = split.image_ids[start:start + batch_size]
+        result = pruned.generate(split.images[start:start + batch_size].to(device),
+                                 method="greedy")
+        kept = result.kept_indices.cpu().numpy()
+        for row, (image_id, tokens) in enumerate(zip(ids, result.tokens.tolist(), strict=True)):
+            predictions[image_id] = vocab.decode(tokens)
+            truth = split.truth[image_id]
+            area = cell_object_area(truth, grid)  # the grid spans the whole image
+            recall = kept_object_recall(area, kept[row])
+            if recall is not None:
+                recalls.append(recall)
     hypotheses = scorer.tokenize({i: [c] for i, c in predictions.items()})
     ngram = scorer.score_tokenized(
         {i: split.references_tokenized[i] for i in predictions},

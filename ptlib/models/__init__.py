@@ -6,9 +6,10 @@ Typical use::
     model = Captioner.from_config(load_config("paper_table1"))
     out = model(images, tokens)            # teacher forcing: out.logits (B, T, V)
     captions = model.generate(images, method="beam", beam_size=3).tokens
+    half = reprune(model, 0.5, "merge")    # a new captioner sharing model's modules
 """
 
-from ptlib.models.captioner import Captioner, CaptionerOutput, VisualMemory
+from ptlib.models.captioner import Captioner, CaptionerOutput, VisualMemory, reprune
 from ptlib.models.config import CaptionerConfig, config_from_profile, load_config
 from ptlib.models.decoder import (
     CaptionDecoder,
@@ -18,7 +19,13 @@ from ptlib.models.decoder import (
     MultiHeadAttention,
     causal_allowed,
 )
-from ptlib.models.encoders import EncoderOutput, VisualEncoder, build_encoder, load_weights_file
+from ptlib.models.encoders import (
+    EncoderOutput,
+    EncoderPruning,
+    VisualEncoder,
+    build_encoder,
+    load_weights_file,
+)
 from ptlib.models.generate import GenerationResult, beam_search, greedy_decode
 from ptlib.models.projection import VisualProjection, sincos_2d
 from ptlib.models.pruning import (
@@ -26,11 +33,17 @@ from ptlib.models.pruning import (
     PRUNE_METHODS,
     PruneResult,
     TokenPruner,
+    TokenScorer,
+    check_pruner,
+    cls_attention_scores,
     merge_tokens,
+    norm_scores,
     num_kept,
+    pruning_methods,
+    random_scores,
+    select_top_k,
     take_tokens,
 )
-from ptlib.models.repruning import inference_pruning, make_pruner
 
 __all__ = [
     "ENCODER_PRUNE_METHODS",
@@ -42,25 +55,32 @@ __all__ = [
     "DecoderLayer",
     "DecoderOutput",
     "EncoderOutput",
+    "EncoderPruning",
     "GenerationResult",
     "KVCache",
     "MultiHeadAttention",
     "PruneResult",
     "TokenPruner",
+    "TokenScorer",
     "VisualEncoder",
     "VisualMemory",
     "VisualProjection",
     "beam_search",
     "build_encoder",
     "causal_allowed",
+    "check_pruner",
+    "cls_attention_scores",
     "config_from_profile",
     "greedy_decode",
-    "inference_pruning",
     "load_config",
     "load_weights_file",
-    "make_pruner",
     "merge_tokens",
+    "norm_scores",
     "num_kept",
+    "pruning_methods",
+    "random_scores",
+    "reprune",
+    "select_top_k",
     "sincos_2d",
     "take_tokens",
 ]

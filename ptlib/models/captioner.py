@@ -11,11 +11,16 @@
 :meth:`Captioner.forward` is teacher-forced training; :meth:`Captioner.generate`
 captions images (greedy or beam search, KV cache). :meth:`Captioner.forward_features`
 and :meth:`Captioner.encode_features` start from encoder tokens, so a frozen
-encoder's outputs can be computed once and cached.
+encoder's outputs can be computed once and cached. :func:`reprune` gives a
+trained captioner another pruning setting as a new captioner sharing its modules::
+
+    half = reprune(model, 0.5, "merge")   # model itself is unchanged
+    captions = half.generate(images).tokens
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +30,10 @@ from torch import Tensor, nn
 
 from ptlib.models.config import CaptionerConfig
 from ptlib.models.decoder import CaptionDecoder
-from ptlib.models.encoders import EncoderOutput, VisualEncoder, build_encoder
+from ptlib.models.encoders import EncoderOutput, EncoderPruning, VisualEncoder, build_encoder
 from ptlib.models.generate import GenerationResult, beam_search, greedy_decode
 from ptlib.models.projection import VisualProjection
-from ptlib.models.pruning import NO_CLS_METHODS, TokenPruner
+from ptlib.models.pruning import TokenPruner, check_pruner
 from ptlib.tokens import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -91,8 +96,8 @@ class Captioner(nn.Module):
         bos_id: Start token id. eos_id: Stop token id. pad_id: Padding id.
 
     Raises:
-        ValueError: If the pruner needs CLS attention the encoder lacks, or
-            prunes inside an encoder that is not a ViT.
+        ValueError: If the pruner does not fit the encoder (see
+            :func:`~ptlib.models.pruning.check_pruner`).
     """
 
     def __init__(
@@ -107,18 +112,7 @@ class Captioner(nn.Module):
         pad_id: int = PAD_ID,
     ) -> None:
         super().__init__()
-        if pruner.needs_cls_attention and not encoder.has_cls_attention:
-            raise ValueError(
-                f"pruning method 'cls_attention' needs a ViT with a class token, but encoder "
-                f"{encoder.name!r} has no CLS attention; methods that apply: {NO_CLS_METHODS}"
-            )
-        if pruner.prune_at == "encoder" and encoder.kind != "vit" and pruner.ratio > 0:
-            raise ValueError(
-                f"prune_at='encoder' prunes inside ViT blocks; {encoder.name!r} is not a ViT. "
-                "Use prune_at='memory'."
-            )
-        if pruner.prune_at == "encoder":
-            pruner.encoder_schedule(encoder.num_tokens, encoder.num_blocks)  # validates layers
+        check_pruner(pruner, encoder, projection.linear.out_features)
         self.encoder = encoder
         self.projection = projection
         self.pruner = pruner
@@ -185,13 +179,21 @@ class Captioner(nn.Module):
 
     # -- the visual side ------------------------------------------------------------
     def encode_images(self, images: Tensor) -> EncoderOutput:
-        """Run the encoder (with in-encoder pruning when ``prune_at="encoder"``)."""
-        memory_pruning = self.pruner.prunes_memory
-        return self.encoder(
-            images,
-            need_cls_attention=memory_pruning and self.pruner.needs_cls_attention,
-            pruner=None if memory_pruning else self.pruner,
-        )
+        """Run the encoder (which prunes inside its blocks when ``prune_at="encoder"``).
+
+        Args:
+            images: ``(B, 3, H, W)``.
+
+        Returns:
+            An :class:`~ptlib.models.EncoderOutput`; its ``cls_attention (B, N)`` is
+            set when the memory pruner scores by it.
+        """
+        pruner = self.pruner
+        if pruner.prunes_memory:
+            return self.encoder(images, need_cls_attention=pruner.uses_cls_attention)
+        schedule = pruner.encoder_schedule(self.encoder.num_tokens, self.encoder.num_blocks)
+        pruning = EncoderPruning(tuple(schedule), pruner.score, pruner.uses_cls_attention)
+        return self.encoder(images, pruning=pruning if schedule else None)
 
     def encode_features(
         self,
@@ -207,15 +209,23 @@ class Captioner(nn.Module):
             encoder_tokens: ``(B, N, C)`` as returned by the encoder.
             cls_attention: ``(B, N)`` for ``method="cls_attention"``.
             positions: Original grid positions ``(B, N)`` if the encoder pruned.
-            encoder_scores: Scores of in-encoder pruning, passed through.
+            encoder_scores: Scores of in-encoder pruning ``(B, h * w)``, passed through.
+
+        Returns:
+            A :class:`VisualMemory`.
         """
         projected = self.projection(encoder_tokens, positions)
+        grid = self.encoder.grid
+        if not self.pruner.prunes_memory:  # pruned inside the encoder, or not at all
+            batch, count = projected.shape[:2]
+            if positions is None:
+                positions = torch.arange(count, device=projected.device).expand(batch, count)
+            return VisualMemory(projected, positions, encoder_scores, projected.new_zeros(()), grid)
         result = self.pruner(projected, cls_attention=cls_attention)
         kept = result.kept_indices
-        scores = result.scores if self.pruner.prunes_memory else encoder_scores
         if positions is not None:
             kept = positions.gather(1, kept)
-        return VisualMemory(result.tokens, kept, scores, result.aux_loss, self.encoder.grid,
+        return VisualMemory(result.tokens, kept, result.scores, result.aux_loss, grid,
                             result.sizes, result.gate)
 
     def encode(self, images: Tensor) -> VisualMemory:
@@ -336,3 +346,72 @@ class Captioner(nn.Module):
             self.train(was_training)
         result.kept_indices = memory.kept_indices
         return result
+
+
+def reprune(
+    model: Captioner,
+    ratio: float,
+    method: str | None = None,
+    prune_at: str | None = None,
+    *,
+    seed: int | None = 0,
+) -> Captioner:
+    """A new captioner that prunes like ``model`` at another ratio, method or placement.
+
+    The new captioner shares ``model``'s encoder, projection and decoder (and,
+    for ``"learned"``, its trained scorer): parameters are shared, not copied,
+    and ``model`` itself is unchanged. Its pruner is in eval mode.
+
+    Args:
+        model: A built (usually trained) captioner.
+        ratio: Fraction of visual tokens to remove, in ``[0, 1)``; ``0`` means ``"none"``.
+        method: Scoring method (default: the model's own).
+        prune_at: ``"memory"`` or ``"encoder"`` (default: the model's own).
+        seed: Seed of the ``"random"`` method, so a study is reproducible.
+
+    Returns:
+        A :class:`Captioner` in ``model``'s training mode, with ``config`` updated
+        to the new pruning setting.
+
+    Raises:
+        ValueError: For ``"learned"`` on a model not trained with a learned scorer
+            (or at another placement), or a setting the encoder cannot run (e.g.
+            ``cls_attention`` on a ConvNeXt, ``prune_at="encoder"`` outside a ViT).
+    """
+    trained = model.pruner
+    method = trained.method if method is None else method
+    prune_at = trained.prune_at if prune_at is None else prune_at
+    if ratio == 0:
+        method = "none"
+    if method == "learned" and trained.scorer is None:
+        raise ValueError(
+            "method 'learned' needs the scorer trained with the model, but this model was "
+            f"trained with method {trained.method!r}; train it with model.prune_method=learned"
+        )
+    if method == "learned" and prune_at != trained.prune_at:
+        raise ValueError(
+            f"the learned scorer was trained at prune_at={trained.prune_at!r} and cannot "
+            f"score tokens at prune_at={prune_at!r}"
+        )
+    pruner = TokenPruner(
+        ratio,
+        method,
+        seed=seed if method == "random" else None,
+        fuse_dropped=trained.fuse_dropped and method == "cls_attention" and prune_at == "memory",
+        prune_at=prune_at,
+        prune_layers=trained.prune_layers if prune_at == "encoder" == trained.prune_at else None,
+        gumbel_tau=trained.gumbel_tau,
+        ratio_loss_weight=trained.ratio_loss_weight,
+        scorer=trained.scorer if method == "learned" else None,
+    )
+    pruner.training = False  # only this module: the shared scorer's mode is left as it is
+    pruned = Captioner(model.encoder, model.projection, pruner, model.decoder,
+                       bos_id=model.bos_id, eos_id=model.eos_id, pad_id=model.pad_id)
+    pruned.training = model.training  # the flag only: the shared modules keep their modes
+    if model.config is not None:
+        pruned.config = dataclasses.replace(
+            model.config, prune_ratio=pruner.ratio, prune_method=method, prune_at=prune_at,
+            prune_layers=None if pruner.prune_layers is None else list(pruner.prune_layers),
+            prune_seed=pruner.seed, fuse_dropped=pruner.fuse_dropped,
+        )
+    return pruned

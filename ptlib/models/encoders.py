@@ -27,18 +27,17 @@ from __future__ import annotations
 
 import difflib
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from ptlib.models.pruning import TokenPruner
+from ptlib.models.pruning import select_top_k
 
 WEIGHT_FILE_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 """File name endings that make ``pretrained`` a local weights file rather than a timm tag."""
@@ -73,6 +72,30 @@ class EncoderOutput:
     cls_attention: Tensor | None = None
     kept_indices: Tensor | None = None
     scores: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class EncoderPruning:
+    """How a ViT prunes its patch tokens inside its blocks (EViT-style).
+
+    After block ``schedule[s][0]`` the encoder scores the current patch tokens
+    and keeps the ``schedule[s][1]`` best, in original order, so every later
+    block runs on fewer tokens.
+
+    Attributes:
+        schedule: ``((block_index, tokens_kept_after_it), ...)``, increasing blocks
+            (see :meth:`ptlib.models.TokenPruner.encoder_schedule`).
+        score: ``score(tokens (B, n, C), cls_attention (B, n) or None) -> (B, n)``;
+            higher means keep (e.g. :meth:`ptlib.models.TokenPruner.score`).
+        cls_attention: Whether ``score`` reads the CLS attention of the block it
+            prunes after (then the encoder computes it; else ``None`` is passed).
+            Only for a ViT with a class token, which
+            :func:`~ptlib.models.pruning.check_pruner` checks.
+    """
+
+    schedule: tuple[tuple[int, int], ...]
+    score: Callable[[Tensor, Tensor | None], Tensor]
+    cls_attention: bool = False
 
 
 def _pair(size: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
@@ -298,42 +321,36 @@ class VisualEncoder(nn.Module):
         images: Tensor,
         *,
         need_cls_attention: bool = False,
-        pruner: TokenPruner | None = None,
+        pruning: EncoderPruning | None = None,
     ) -> EncoderOutput:
         """Encode images into visual tokens.
 
         Args:
             images: ``(B, 3, H, W)`` with ``(H, W) == self.img_size``.
-            need_cls_attention: Also return the last block's CLS attention
-                (ViT with a class token only).
-            pruner: A :class:`~ptlib.models.pruning.TokenPruner` with
-                ``prune_at="encoder"``: prune patch tokens inside the ViT blocks
-                (EViT-style) at the pruner's layers. ViT only.
+            need_cls_attention: Also return the last block's CLS attention (only a
+                ViT with a class token has it; ``None`` is returned otherwise).
+            pruning: Prune patch tokens inside the ViT blocks (``kind="vit"`` only).
 
         Returns:
             An :class:`EncoderOutput`.
 
         Raises:
-            ValueError: On a wrong image size, or CLS attention / in-encoder
-                pruning asked of an encoder that cannot provide it.
+            ValueError: On a wrong image size, or ``pruning`` for an encoder that
+                is not a ViT.
         """
         if images.ndim != 4 or tuple(images.shape[-2:]) != self.img_size:
             raise ValueError(
                 f"{self.name}: expected images (B, 3, {self.img_size[0]}, {self.img_size[1]}), "
                 f"got {tuple(images.shape)}; build the encoder with the img_size you feed it"
             )
-        if need_cls_attention and not self.has_cls_attention:
+        if pruning is not None and self.kind != "vit":
             raise ValueError(
-                f"{self.name} has no CLS attention (only a ViT/DeiT with a class token has it)"
-            )
-        if pruner is not None and self.kind != "vit":
-            raise ValueError(
-                f"{self.name}: pruning inside the encoder (prune_at='encoder') needs a ViT; "
-                "use prune_at='memory' for other encoders such as ConvNeXt"
+                f"{self.name}: pruning inside the encoder needs a ViT (kind 'vit'), this "
+                f"encoder is of kind {self.kind!r}"
             )
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             if self.kind == "vit":
-                return self._forward_vit(images, need_cls_attention, pruner)
+                return self._forward_vit(images, need_cls_attention, pruning)
             return self._forward_feature_map(images)
 
     def _forward_feature_map(self, images: Tensor) -> EncoderOutput:
@@ -347,28 +364,48 @@ class VisualEncoder(nn.Module):
         tokens = feature.flatten(2).transpose(1, 2)  # (B, h*w, C)
         return EncoderOutput(tokens=tokens, grid=self.grid)
 
+    def _embed(self, images: Tensor) -> Tensor:
+        """Patch embedding, prefix tokens and position embedding, as timm's ViT does.
+
+        Built from the model's public parts (``patch_embed``, ``cls_token``,
+        ``dist_token``, ``reg_token``, ``pos_embed``, ``no_embed_class``,
+        ``pos_drop``, ``patch_drop``, ``norm_pre``).
+
+        Returns:
+            ``(B, P + N, C)``: ``P`` prefix tokens, then the ``N`` patch tokens.
+        """
+        model = self.model
+        x = model.patch_embed(images)
+        x = x.reshape(x.shape[0], -1, x.shape[-1])  # (B, N, C), also from NHWC output
+        prefix = [  # DeiT's distillation token follows the class token
+            token.expand(x.shape[0], -1, -1)
+            for token in (model.cls_token, getattr(model, "dist_token", None),
+                          getattr(model, "reg_token", None))
+            if token is not None
+        ]
+        if model.pos_embed is None:  # timm applies no position dropout then
+            x = torch.cat([*prefix, x], dim=1)
+        elif getattr(model, "no_embed_class", False):  # DeiT-3: patches only
+            x = model.pos_drop(torch.cat([*prefix, x + model.pos_embed], dim=1))
+        else:
+            x = model.pos_drop(torch.cat([*prefix, x], dim=1) + model.pos_embed)
+        return model.norm_pre(model.patch_drop(x))
+
     def _forward_vit(
-        self, images: Tensor, need_cls_attention: bool, pruner: TokenPruner | None
+        self, images: Tensor, need_cls_attention: bool, pruning: EncoderPruning | None
     ) -> EncoderOutput:
         model = self.model
         prefix = model.num_prefix_tokens
-        x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
-        batch = x.shape[0]
-        schedule: dict[int, int] = {}
-        if pruner is not None:
-            schedule = dict(pruner.encoder_schedule(self.num_tokens, self.num_blocks))
-            if schedule and pruner.needs_cls_attention and not self.has_cls_attention:
-                raise ValueError(
-                    f"{self.name} has no CLS attention; in-encoder methods that apply: "
-                    "random, norm"
-                )
+        x = self._embed(images)
+        rows = torch.arange(x.shape[0], device=x.device)[:, None]  # one row index for all stages
+        schedule = dict(pruning.schedule) if pruning is not None else {}
         positions: Tensor | None = None  # (B, n) original grid positions of the patch tokens
         first_scores: Tensor | None = None
         cls_attention: Tensor | None = None
         last = len(model.blocks) - 1
         for index, block in enumerate(model.blocks):
             stage_keep = schedule.get(index)
-            wants_attention = (stage_keep is not None and pruner.needs_cls_attention) or (
+            wants_attention = (stage_keep is not None and pruning.cls_attention) or (
                 need_cls_attention and index == last
             )
             attention = _cls_attention(block, x, prefix) if wants_attention else None
@@ -378,9 +415,9 @@ class VisualEncoder(nn.Module):
             if stage_keep is None:
                 continue
             patches = x[:, prefix:]
-            scores = pruner.score(patches, cls_attention=attention)
-            keep = pruner.select_indices(scores, stage_keep)  # (B, k) ascending
-            rows = torch.arange(batch, device=x.device)[:, None]
+            scores = pruning.score(patches, attention)
+            keep = select_top_k(scores, stage_keep)  # (B, k) ascending
+            # take_tokens' indexing (saves only the index for backward), rows shared
             x = torch.cat([x[:, :prefix], patches[rows, keep]], dim=1)
             positions = keep if positions is None else positions[rows, keep]
             if first_scores is None:

@@ -1,6 +1,6 @@
-"""Visual token pruning: one module, several scorers, two placements.
+"""Visual token pruning: scorers, two primitives, one memory pruner, one compatibility check.
 
-:class:`TokenPruner` keeps ``K`` of ``N`` visual tokens, where
+Pruning keeps ``K`` of ``N`` visual tokens, where
 
     ``K = max(1, floor((1 - ratio) * N + 1/2))``
 
@@ -8,34 +8,38 @@
 rule lives). ``ratio`` is the fraction of tokens *removed*, so the paper's
 30 % pruning of ViT-B/16's 196 tokens keeps ``K = 137``.
 
-Methods (``method=``):
+The parts:
 
-* ``"none"``: keep everything (only with ``ratio=0``).
-* ``"random"``: uniform random scores (reproducible with ``seed``).
-* ``"norm"``: the L2 norm of each token.
-* ``"cls_attention"``: EViT's attentiveness, the attention the CLS token pays to
-  each patch in the last ViT block; ``fuse_dropped=True`` appends one extra
-  token, the score-weighted mean of the dropped tokens.
-* ``"learned"``: a DynamicViT-style MLP predictor. In training no token is
-  removed: the keep decision is a hard top-K of Gumbel-perturbed scores, given
-  to the decoder as a 0/1 ``gate`` over all ``N`` tokens that masks its
-  cross-attention (DynamicViT's attention masking) and carries the sigmoid's
-  gradient (straight-through), plus a keep-ratio loss. Because the dropped
-  tokens stay in the attention with gate 0, the caption loss tells the scorer
-  what each dropped token would have been worth; removing them instead would
-  leave the scorer no signal about what it drops. At inference it is a hard
-  top-K of the scores, and the dropped tokens are removed.
-* ``"merge"``: ToMe-style bipartite soft matching that merges the most similar
-  tokens, with size-weighted averages, until ``K`` remain.
+* **Scorers** give every token a score ``(B, N)``, higher = more worth keeping:
+  :func:`norm_scores` (L2 norm), :func:`random_scores` (uniform, seeded),
+  :func:`cls_attention_scores` (EViT's attentiveness: the attention the CLS
+  token pays to each patch), and :class:`TokenScorer` (a DynamicViT-style
+  learned MLP). :func:`merge_tokens` (ToMe-style bipartite soft matching)
+  merges similar tokens instead of dropping any.
+* **Primitives**: :func:`select_top_k` picks the indices of the ``K`` highest
+  scores in original order; :func:`take_tokens` gathers them.
+* :class:`TokenPruner` holds a pruning setting (ratio, method, placement) and
+  prunes the decoder's memory (``prune_at="memory"``, the paper's placement:
+  after the visual encoder and projection, before the decoder's
+  cross-attention). With ``prune_at="encoder"`` (EViT-style) the
+  :class:`~ptlib.models.encoders.VisualEncoder` prunes inside its ViT blocks
+  with the pruner's :meth:`TokenPruner.score` and
+  :meth:`TokenPruner.encoder_schedule`, so every later block runs on fewer tokens.
+* :func:`check_pruner` is the one place that checks a pruner fits an encoder
+  (CLS attention, a ViT with enough blocks, the learned scorer's width); the
+  :class:`~ptlib.models.Captioner` calls it whenever a pruner is attached.
 
-Placements (``prune_at=``):
-
-* ``"memory"`` (the paper's): prune the projected visual tokens after the
-  visual encoder, before the decoder's cross-attention. Saves cross-attention
-  compute only.
-* ``"encoder"`` (EViT-style): prune inside the ViT blocks after the blocks in
-  ``prune_layers``, so every later block runs on fewer tokens. Methods
-  ``random``, ``norm`` and ``cls_attention``.
+Methods (``method=``): ``"none"`` (keep everything, only with ``ratio=0``),
+``"random"``, ``"norm"``, ``"cls_attention"`` (``fuse_dropped=True`` appends
+one extra token, the score-weighted mean of the dropped tokens), ``"learned"``
+and ``"merge"``. The learned scorer removes no token in training: the keep
+decision is a hard top-K of Gumbel-perturbed scores, given to the decoder as a
+0/1 ``gate`` over all ``N`` tokens that masks its cross-attention (DynamicViT's
+attention masking) and carries the sigmoid's gradient (straight-through), plus
+a keep-ratio loss. Because the dropped tokens stay in the attention with gate
+0, the caption loss tells the scorer what each dropped token would have been
+worth. At inference it is a hard top-K of the scores, and the dropped tokens
+are removed.
 
 Kept tokens are selected by advanced indexing ``tokens[rows, kept]``, which
 saves only the index for backward. ``torch.gather`` would save its whole input,
@@ -46,12 +50,16 @@ keeping the unpruned memory alive until backward, which defeats the purpose
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from ptlib.models.encoders import VisualEncoder
 
 PRUNE_METHODS: tuple[str, ...] = ("none", "random", "norm", "cls_attention", "learned", "merge")
 """Every pruning method."""
@@ -121,6 +129,25 @@ def default_prune_layers(num_blocks: int) -> tuple[int, ...]:
     return tuple(sorted(i for i in candidates if i <= num_blocks - 2))
 
 
+# -- primitives ---------------------------------------------------------------------
+def select_top_k(scores: Tensor, k: int) -> Tensor:
+    """Indices of the ``k`` highest scores per row, in ascending (original) order.
+
+    Args:
+        scores: ``(B, N)``; higher means keep. Gradients are not followed.
+        k: Tokens to keep, ``1 <= k <= N``.
+
+    Returns:
+        ``(B, k)`` long, strictly increasing along each row.
+
+    Raises:
+        ValueError: If ``k < 1``.
+    """
+    if k < 1:
+        raise ValueError(f"cannot keep {k} tokens: K must be at least 1")
+    return scores.detach().topk(k, dim=1).indices.sort(dim=1).values
+
+
 def take_tokens(tokens: Tensor, indices: Tensor) -> Tensor:
     """Select tokens per batch row: ``out[b, k] = tokens[b, indices[b, k]]``.
 
@@ -136,6 +163,73 @@ def take_tokens(tokens: Tensor, indices: Tensor) -> Tensor:
     """
     rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None]
     return tokens[rows, indices]
+
+
+# -- scorers --------------------------------------------------------------------------
+def norm_scores(tokens: Tensor) -> Tensor:
+    """L2 norm of each token ``(B, N)`` (float32, detached) for tokens ``(B, N, D)``."""
+    return tokens.detach().float().norm(dim=-1)
+
+
+def random_scores(tokens: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Uniform random scores ``(B, N)`` for tokens ``(B, N, D)``.
+
+    Args:
+        tokens: ``(B, N, D)``; only the shape and device are used.
+        generator: A CPU generator, so runs repeat; ``None`` draws from the global RNG.
+    """
+    batch, count = tokens.shape[:2]
+    if generator is None:
+        return torch.rand(batch, count, device=tokens.device)
+    return torch.rand(batch, count, generator=generator).to(tokens.device)
+
+
+def cls_attention_scores(tokens: Tensor, cls_attention: Tensor | None) -> Tensor:
+    """EViT's attentiveness: the CLS attention ``(B, N)`` itself, checked and detached.
+
+    Args:
+        tokens: ``(B, N, D)``, the tokens scored (for the shape check).
+        cls_attention: ``(B, N)`` attention the CLS token pays to each token.
+
+    Raises:
+        ValueError: If ``cls_attention`` is missing or of the wrong shape.
+    """
+    batch, count = tokens.shape[:2]
+    if cls_attention is None:
+        raise ValueError(
+            "method 'cls_attention' scores tokens by the CLS attention of a ViT encoder with a "
+            "class token, and none was given (encoders without it, such as ConvNeXt, cannot "
+            f"use it); methods that apply: {NO_CLS_METHODS}"
+        )
+    if tuple(cls_attention.shape) != (batch, count):
+        raise ValueError(
+            f"cls_attention has shape {tuple(cls_attention.shape)}, expected {(batch, count)}"
+        )
+    return cls_attention.detach().float()
+
+
+class TokenScorer(nn.Module):
+    """DynamicViT-style predictor: an MLP on each token and the mean of all tokens.
+
+    Args:
+        dim: Token width ``D``.
+        hidden: Hidden width (default ``max(16, D // 4)``).
+    """
+
+    def __init__(self, dim: int, hidden: int | None = None) -> None:
+        super().__init__()
+        hidden = hidden or max(16, dim // 4)
+        self.dim = int(dim)
+        self.norm = nn.LayerNorm(dim)
+        self.local = nn.Linear(dim, hidden)
+        self.context = nn.Linear(dim, hidden)
+        self.out = nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Keep logits ``(B, N)`` for tokens ``(B, N, D)``."""
+        h = self.norm(tokens)
+        context = self.context(h.mean(dim=1, keepdim=True))
+        return self.out(self.local(h) + context).squeeze(-1)
 
 
 @dataclass
@@ -168,36 +262,18 @@ class PruneResult:
     gate: Tensor | None = None
 
 
-class TokenScorer(nn.Module):
-    """DynamicViT-style predictor: an MLP on each token and the mean of all tokens.
-
-    Args:
-        dim: Token width ``D``.
-        hidden: Hidden width (default ``max(16, D // 4)``).
-    """
-
-    def __init__(self, dim: int, hidden: int | None = None) -> None:
-        super().__init__()
-        hidden = hidden or max(16, dim // 4)
-        self.norm = nn.LayerNorm(dim)
-        self.local = nn.Linear(dim, hidden)
-        self.context = nn.Linear(dim, hidden)
-        self.out = nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 1))
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        """Keep logits ``(B, N)`` for tokens ``(B, N, D)``."""
-        h = self.norm(tokens)
-        context = self.context(h.mean(dim=1, keepdim=True))
-        return self.out(self.local(h) + context).squeeze(-1)
-
-
 class TokenPruner(nn.Module):
-    """Keep the ``K`` most useful of ``N`` visual tokens (see the module docstring).
+    """A pruning setting, and the module that prunes the decoder's memory.
+
+    Called on tokens (``prune_at="memory"``), it keeps the ``K`` most useful of
+    ``N`` tokens. With ``prune_at="encoder"`` the encoder prunes inside its ViT
+    blocks with :meth:`score` after the blocks of :meth:`encoder_schedule`, and
+    calling the pruner is an error.
 
     Args:
         ratio: Fraction of tokens removed, in ``[0, 1)``.
         method: One of :data:`PRUNE_METHODS`.
-        dim: Token width; required by ``"learned"`` (the predictor's input).
+        dim: ``"learned"`` without ``scorer``: width of the tokens a new predictor scores.
         seed: Seed for ``"random"`` (a private generator, so runs repeat); ``None``
             uses the global RNG.
         fuse_dropped: ``"cls_attention"`` only: append one token, the
@@ -207,7 +283,9 @@ class TokenPruner(nn.Module):
             prune; default: blocks at 1/4, 1/2 and 3/4 depth (EViT's 3, 6, 9 of 12).
         gumbel_tau: ``"learned"``: temperature of the training-time keep gate.
         ratio_loss_weight: ``"learned"``: weight of the keep-ratio loss.
-        scorer_hidden: ``"learned"``: hidden width of the predictor.
+        scorer_hidden: ``"learned"``: hidden width of a new predictor.
+        scorer: ``"learned"``: an existing (trained) :class:`TokenScorer` to use,
+            shared, not copied; instead of ``dim``.
 
     Raises:
         ValueError: For an unknown method or placement, a ratio outside ``[0, 1)``,
@@ -227,6 +305,7 @@ class TokenPruner(nn.Module):
         gumbel_tau: float = 1.0,
         ratio_loss_weight: float = 2.0,
         scorer_hidden: int | None = None,
+        scorer: TokenScorer | None = None,
     ) -> None:
         super().__init__()
         self.ratio = check_ratio(ratio)
@@ -250,6 +329,8 @@ class TokenPruner(nn.Module):
             raise ValueError("prune_layers is only used with prune_at='encoder'")
         if gumbel_tau <= 0:
             raise ValueError(f"gumbel_tau must be positive, got {gumbel_tau}")
+        if scorer is not None and method != "learned":
+            raise ValueError(f"scorer= is the learned predictor; method {method!r} has none")
         self.method = method
         self.prune_at = prune_at
         self.prune_layers = None if prune_layers is None else tuple(int(i) for i in prune_layers)
@@ -260,8 +341,8 @@ class TokenPruner(nn.Module):
         self._generator: torch.Generator | None = None
         if seed is not None:
             self._generator = torch.Generator().manual_seed(int(seed))
-        self.scorer: TokenScorer | None = None
-        if method == "learned":
+        self.scorer: TokenScorer | None = scorer
+        if method == "learned" and scorer is None:
             if dim is None:
                 raise ValueError("method 'learned' needs dim= (the width of the tokens it scores)")
             self.scorer = TokenScorer(dim, scorer_hidden)
@@ -273,8 +354,8 @@ class TokenPruner(nn.Module):
         return text + (", fuse_dropped=True" if self.fuse_dropped else "")
 
     @property
-    def needs_cls_attention(self) -> bool:
-        """Whether the scores come from the encoder's CLS attention."""
+    def uses_cls_attention(self) -> bool:
+        """Whether the scores come from the encoder's CLS attention (and tokens are removed)."""
         return self.method == "cls_attention" and self.ratio > 0
 
     @property
@@ -303,7 +384,11 @@ class TokenPruner(nn.Module):
             num_blocks: Number of ViT blocks.
 
         Returns:
-            ``[(block_index, tokens_kept_after_it), ...]``; empty when nothing is pruned.
+            ``[(block_index, tokens_kept_after_it), ...]``; empty when nothing is
+            pruned inside the encoder.
+
+        Raises:
+            ValueError: If the layers do not fit a ViT of ``num_blocks`` blocks.
         """
         if self.prune_at != "encoder" or self.ratio == 0:
             return []
@@ -326,51 +411,35 @@ class TokenPruner(nn.Module):
         counts[-1] = self.num_kept(num_tokens)
         return list(zip(layers, counts, strict=True))
 
-    # -- scoring and selection ----------------------------------------------------
     def score(self, tokens: Tensor, cls_attention: Tensor | None = None) -> Tensor:
-        """Scores ``(B, N)`` for tokens ``(B, N, D)``: higher means keep.
+        """Scores ``(B, N)`` for tokens ``(B, N, D)`` with this pruner's scorer: higher means keep.
 
         For ``"learned"`` the scores carry gradients (they are the predictor's
-        logits); for the other methods they are detached.
+        logits); for the other methods they are detached. ``"none"`` and
+        ``"merge"`` score zeros.
+
+        Args:
+            tokens: ``(B, N, D)``.
+            cls_attention: ``(B, N)``, for ``"cls_attention"`` only.
 
         Raises:
             ValueError: ``"cls_attention"`` without ``cls_attention`` (the
                 message lists the methods that apply), or a shape mismatch.
         """
-        batch, count = tokens.shape[:2]
         if self.method == "cls_attention":
-            if cls_attention is None:
-                raise ValueError(
-                    "method 'cls_attention' needs the CLS attention of a ViT encoder with a "
-                    "class token, and none was given (encoders without CLS attention, such "
-                    f"as ConvNeXt, cannot use it); methods that apply: {NO_CLS_METHODS}"
-                )
-            if tuple(cls_attention.shape) != (batch, count):
-                raise ValueError(
-                    f"cls_attention has shape {tuple(cls_attention.shape)}, expected {(batch, count)}"
-                )
-            return cls_attention.detach().float()
+            return cls_attention_scores(tokens, cls_attention)
         if self.method == "norm":
-            return tokens.detach().float().norm(dim=-1)
+            return norm_scores(tokens)
         if self.method == "random":
-            if self._generator is None:
-                return torch.rand(batch, count, device=tokens.device)
-            return torch.rand(batch, count, generator=self._generator).to(tokens.device)
+            return random_scores(tokens, self._generator)
         if self.method == "learned":
             assert self.scorer is not None
             return self.scorer(tokens).float()
-        return torch.zeros(batch, count, device=tokens.device)
-
-    @staticmethod
-    def select_indices(scores: Tensor, k: int) -> Tensor:
-        """Indices ``(B, k)`` of the ``k`` highest scores, in ascending (original) order."""
-        if k < 1:
-            raise ValueError(f"cannot keep {k} tokens: K must be at least 1")
-        return scores.detach().topk(k, dim=1).indices.sort(dim=1).values
+        return torch.zeros(tokens.shape[:2], device=tokens.device)
 
     # -- forward -----------------------------------------------------------------
     def forward(self, tokens: Tensor, *, cls_attention: Tensor | None = None) -> PruneResult:
-        """Prune tokens (placement ``"memory"``; with ``"encoder"`` this is the identity).
+        """Prune the decoder's memory (``prune_at="memory"``).
 
         Args:
             tokens: ``(B, N, D)``.
@@ -380,17 +449,22 @@ class TokenPruner(nn.Module):
             A :class:`PruneResult`.
 
         Raises:
-            ValueError: If ``tokens`` is not ``(B, N, D)`` with ``N >= 1``.
+            ValueError: If ``tokens`` is not ``(B, N, D)`` with ``N >= 1``, or the
+                pruner prunes inside the encoder.
         """
+        if not self.prunes_memory:
+            raise ValueError(
+                "this pruner prunes inside the encoder (prune_at='encoder'): the encoder "
+                "applies it with score() and encoder_schedule(); it does not prune memory"
+            )
         if tokens.ndim != 3 or tokens.shape[1] < 1:
             raise ValueError(f"tokens must be (B, N, D) with N >= 1, got {tuple(tokens.shape)}")
         batch, count, _ = tokens.shape
         zero = tokens.new_zeros(())
-        if self.prune_at == "encoder" or self.method == "none" or self.ratio == 0:
-            if self.method in ("none", "merge") or self.prune_at == "encoder":
-                scores = torch.zeros(batch, count, device=tokens.device)
-            else:
-                scores = self.score(tokens, cls_attention).detach()
+        if self.method == "none" or self.ratio == 0:
+            skip = self.method == "merge" or (self.method == "cls_attention" and cls_attention is None)
+            scores = torch.zeros(batch, count, device=tokens.device) if skip else self.score(
+                tokens, cls_attention).detach()
             identity = torch.arange(count, device=tokens.device).expand(batch, count)
             return PruneResult(tokens, identity, scores, zero)
         k = self.num_kept(count)
@@ -399,7 +473,7 @@ class TokenPruner(nn.Module):
         scores = self.score(tokens, cls_attention)
         if self.method == "learned":
             return self._learned(tokens, scores, k)
-        kept = self.select_indices(scores, k)
+        kept = select_top_k(scores, k)
         out = take_tokens(tokens, kept)
         fused = False
         if self.fuse_dropped and k < count:
@@ -410,11 +484,11 @@ class TokenPruner(nn.Module):
     def _learned(self, tokens: Tensor, logits: Tensor, k: int) -> PruneResult:
         count = tokens.shape[1]
         if not self.training:
-            kept = self.select_indices(logits, k)
+            kept = select_top_k(logits, k)
             return PruneResult(take_tokens(tokens, kept), kept, logits.detach(), tokens.new_zeros(()))
         uniform = torch.rand_like(logits).clamp_(1e-6, 1 - 1e-6)
         noisy = logits - torch.log(-torch.log(uniform))  # Gumbel-perturbed logits
-        kept = self.select_indices(noisy, k)
+        kept = select_top_k(noisy, k)
         soft = torch.sigmoid(noisy / self.gumbel_tau)  # (B, N) keep probability
         hard = torch.zeros_like(soft)
         hard[torch.arange(hard.shape[0], device=hard.device)[:, None], kept] = 1.0
@@ -423,6 +497,76 @@ class TokenPruner(nn.Module):
         aux = self.ratio_loss_weight * ((soft.mean(dim=1) - keep_rate) ** 2).mean()
         return PruneResult(tokens, kept, logits.detach(), aux.to(tokens.dtype),
                            gate=gate.to(tokens.dtype))
+
+
+# -- compatibility: the one check, wherever a pruner is attached ---------------------------
+def _misfit(
+    encoder: VisualEncoder, method: str, ratio: float, prune_at: str,
+    schedule: Callable[[], object] | None = None,
+) -> str | None:
+    """Why ``method`` at ``ratio`` and ``prune_at`` cannot run on ``encoder``, or ``None``."""
+    if ratio == 0:
+        return None
+    if method == "cls_attention" and not encoder.has_cls_attention:
+        return (
+            f"pruning method 'cls_attention' needs a ViT with a class token, but encoder "
+            f"{encoder.name!r} has no CLS attention; methods that apply: {NO_CLS_METHODS}"
+        )
+    if prune_at == "encoder" and encoder.kind != "vit":
+        return (
+            f"prune_at='encoder' prunes inside ViT blocks and needs a ViT; {encoder.name!r} "
+            "is not one. Use prune_at='memory'."
+        )
+    if schedule is not None:
+        try:
+            schedule()
+        except ValueError as err:
+            return f"{encoder.name}: {err}"
+    return None
+
+
+def check_pruner(pruner: TokenPruner, encoder: VisualEncoder, width: int) -> None:
+    """Check that ``pruner`` can prune ``encoder``'s tokens (the one compatibility check).
+
+    Called where a pruner is attached: :class:`~ptlib.models.Captioner`'s
+    constructor, which :func:`~ptlib.models.reprune` also goes through.
+
+    Args:
+        pruner: The pruner to attach.
+        encoder: The visual encoder whose tokens it prunes.
+        width: Width ``D`` of the tokens a memory pruner scores (the projection's
+            ``d_model``), which a learned scorer must take.
+
+    Raises:
+        ValueError: For CLS attention on an encoder without it, in-encoder
+            pruning outside a ViT or at blocks the ViT does not have, or a
+            learned scorer of another width.
+    """
+    problem = _misfit(
+        encoder, pruner.method, pruner.ratio, pruner.prune_at,
+        lambda: pruner.encoder_schedule(encoder.num_tokens, encoder.num_blocks),
+    )
+    if problem is None and pruner.scorer is not None and pruner.scorer.dim != width:
+        problem = (
+            f"the learned scorer takes tokens of width {pruner.scorer.dim}, but the "
+            f"captioner's memory tokens have width {width}"
+        )
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def pruning_methods(encoder: VisualEncoder, prune_at: str = "memory") -> tuple[str, ...]:
+    """The untrained pruning methods ``encoder`` supports at ``prune_at``, in :data:`PRUNE_METHODS` order.
+
+    ``"none"`` and ``"learned"`` (which needs a scorer trained with the model) are
+    not listed.
+    """
+    allowed = ENCODER_PRUNE_METHODS if prune_at == "encoder" else PRUNE_METHODS
+    return tuple(
+        m for m in PRUNE_METHODS
+        if m in allowed and m not in ("none", "learned")
+        and _misfit(encoder, m, 0.5, prune_at) is None
+    )
 
 
 def _fuse_dropped(tokens: Tensor, scores: Tensor, kept: Tensor) -> Tensor:

@@ -85,7 +85,7 @@ def cache_config(model: nn.Module, dataset: CaptionDataset, dtype: torch.dtype) 
         "prune_at": model.pruner.prune_at,
         "encoder_prune": None if model.pruner.prunes_memory else [model.pruner.method,
                                                                   model.pruner.ratio],
-        "needs_cls_attention": bool(model.pruner.needs_cls_attention),
+        "cls_attention": bool(model.pruner.uses_cls_attention),
         "dtype": str(dtype).replace("torch.", ""),
         "source": dataset.source,
         "n_images": len(dataset),

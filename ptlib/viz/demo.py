@@ -27,8 +27,8 @@ from ptlib.data.transforms import build_transform
 from ptlib.data.vocab import Vocabulary
 from ptlib.metrics.correctness import SceneTruth
 from ptlib.metrics.grounding import PointingTrial, generated_words, point_caption, shape_named_by
-from ptlib.models.captioner import Captioner
-from ptlib.models.repruning import inference_pruning
+from ptlib.models.captioner import Captioner, reprune
+from ptlib.models.pruning import pruning_methods
 from ptlib.viz.attention import draw_word_attention
 
 DEMO_RATIOS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10))
@@ -41,9 +41,8 @@ def demo_methods(model: Captioner) -> tuple[str, ...]:
     ``cls_attention`` needs a ViT's class token; ``learned`` needs a scorer
     trained with the model.
     """
-    methods = ["norm", "random", "merge"]
-    if model.encoder.has_cls_attention:
-        methods.append("cls_attention")
+    fit = pruning_methods(model.encoder)
+    methods = [m for m in ("norm", "random", "merge", "cls_attention") if m in fit]
     if model.pruner.scorer is not None:
         methods.append("learned")
     return tuple(methods)
@@ -134,9 +133,9 @@ def caption_with_attention(
     picture = image.convert("RGB")
     device = next(model.parameters()).device
     pixels = build_transform(height)(picture.resize((width, height)))[None].to(device)
-    with inference_pruning(model, ratio, method if ratio > 0 else None) as pruned:
-        used_method = pruned.pruner.method
-        result = pruned.generate(pixels, return_attention=True)
+    pruned = reprune(model, ratio, method if ratio > 0 else None)
+    used_method = pruned.pruner.method
+    result = pruned.generate(pixels, return_attention=True)
     words = generated_words(result.tokens, vocab.itos)[0]
     attention, kept = result.attention[0], result.kept_indices[0]
     grid = model.encoder.grid

@@ -86,8 +86,9 @@ class Profile:
         name: ``"ci"``, ``"cpu"``, ``"gpu"`` or ``"coco"``.
         description: One line saying what the profile is for.
         seed: The default seed for runs under this profile.
-        settings: The profile's sections (``data``, ``model``, ``train``, ``runs``, ...)
-            as read from ``ptlib/configs/profiles.yaml``.
+        settings: The profile's sections as read from ``ptlib/configs/profiles.yaml``
+            (``runs``, ``inference``, ``train``, ``study``, ...), plus ``data``: the
+            data section of its run configs (the same for both backbones).
         smoke: Sizes shrunk by ``PTLIB_SMOKE=1`` (same code paths, meaningless numbers).
     """
 
@@ -191,11 +192,30 @@ def get_profile(name: str | None = None, *, check_data: bool = True) -> Profile:
             if section in sections:
                 sections[section] = {**sections[section], **update}
         description += f" ({SMOKE_ENV}=1: shrunk)"
+    if "data" in sections:
+        raise ValueError(f"ptlib/configs/profiles.yaml: profile {name!r} writes a data "
+                         "section; the data come from its run configs (runs:)")
+    sections["data"] = _run_data(name, sections.get("runs", {}), smoke)
     profile = Profile(name=name, description=description, seed=int(entry.get("seed", 0)),
                       settings=sections, smoke=smoke)
     if check_data and name == "coco":
         require_coco(profile)
     return profile
+
+
+def _run_data(name: str, runs: Mapping[str, str], smoke: bool) -> dict[str, Any]:
+    """A profile's ``data`` section: its run configs' (one dataset for both backbones)."""
+    from ptlib.train.runconfig import load_run_config
+
+    overrides = _profiles_table()["smoke"]["run_overrides"] if smoke else []
+    sections = {backbone: load_run_config(run, overrides)["data"] for backbone, run in runs.items()}
+    if not sections:
+        raise ValueError(f"ptlib/configs/profiles.yaml: profile {name!r} names no runs")
+    first, *others = sections.values()
+    if any(other != first for other in others):
+        raise ValueError(f"ptlib/configs/profiles.yaml: profile {name!r}: the run configs "
+                         f"{dict(runs)} do not share one data section")
+    return first
 
 
 def run_config_names(profile: Profile | str | None = None, dataset: str = "shapes"

@@ -64,7 +64,7 @@ def run_benchmark(
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    base = load_config("paper_table1").to_dict()
+    base = load_config("paper_table1", pretrained=False).to_dict()
     images = torch.randn(batch_size, 3, img_size, img_size)
     rows = []
     for placement in placements:

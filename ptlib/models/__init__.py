@@ -3,13 +3,13 @@
 Typical use::
 
     from ptlib.models import Captioner, load_config
-    model = Captioner.from_config(load_config("paper_table1"))
+    model = Captioner.from_config(load_config("paper_table1", pretrained=False))
     out = model(images, tokens)            # teacher forcing: out.logits (B, T, V)
     captions = model.generate(images, method="beam", beam_size=3).tokens
 """
 
 from ptlib.models.captioner import Captioner, CaptionerOutput, VisualMemory
-from ptlib.models.config import CaptionerConfig, config_from_profile, load_config
+from ptlib.models.config import CaptionerConfig, config_from_run, load_config
 from ptlib.models.decoder import (
     CaptionDecoder,
     DecoderLayer,
@@ -55,7 +55,7 @@ __all__ = [
     "beam_search",
     "build_encoder",
     "causal_allowed",
-    "config_from_profile",
+    "config_from_run",
     "greedy_decode",
     "inference_pruning",
     "load_config",

@@ -65,6 +65,12 @@ import ptlib
 PROFILE_NAMES: tuple[str, ...] = ("ci", "cpu", "gpu", "coco")
 """The valid values of ``PTLIB_PROFILE``."""
 
+PROFILE_KEYS: tuple[str, ...] = (
+    "description", "seed", "base", "runs", "coco_runs", "inference", "train", "study",
+    "grounding", "coco",
+)
+"""The keys a profile in ``ptlib/configs/profiles.yaml`` may have (each read by someone)."""
+
 PROFILE_ENV = "PTLIB_PROFILE"
 SMOKE_ENV = "PTLIB_SMOKE"
 COCO_ROOT_ENV = "PTLIB_COCO_ROOT"
@@ -184,6 +190,11 @@ def get_profile(name: str | None = None, *, check_data: bool = True) -> Profile:
             f"{source} is {name!r}, which is not a profile; use one of {', '.join(PROFILE_NAMES)}"
         )
     entry = _profile_entry(name)
+    unknown = sorted(set(entry) - set(PROFILE_KEYS))
+    if unknown:
+        raise ValueError(f"ptlib/configs/profiles.yaml: profile {name!r} has unknown keys "
+                         f"{unknown}; known keys: {', '.join(PROFILE_KEYS)} (hyperparameters "
+                         "belong in the run configs, ptlib/configs/runs/)")
     sections = {k: dict(v) for k, v in entry.items() if isinstance(v, Mapping)}
     smoke = smoke_enabled()
     description = str(entry.get("description", ""))
@@ -192,9 +203,6 @@ def get_profile(name: str | None = None, *, check_data: bool = True) -> Profile:
             if section in sections:
                 sections[section] = {**sections[section], **update}
         description += f" ({SMOKE_ENV}=1: shrunk)"
-    if "data" in sections:
-        raise ValueError(f"ptlib/configs/profiles.yaml: profile {name!r} writes a data "
-                         "section; the data come from its run configs (runs:)")
     sections["data"] = _run_data(name, sections.get("runs", {}), smoke)
     profile = Profile(name=name, description=description, seed=int(entry.get("seed", 0)),
                       settings=sections, smoke=smoke)

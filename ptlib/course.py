@@ -7,7 +7,9 @@ Every notebook starts with::
     device = course.pick_device()
     course.seed_everything(profile.seed)
 
-Profiles (``ptlib/configs/profiles.yaml``) size every run:
+Profiles (``ptlib/configs/profiles.yaml``) size every run by naming its run configs
+(``ptlib/configs/runs/``, where every hyperparameter is written; see
+:mod:`ptlib.train.runconfig`):
 
 * ``ci``: seconds per notebook; tests, nbval and the CI book build use it.
 * ``cpu``: minutes on a laptop CPU; the default when no CUDA device is present.

@@ -9,8 +9,8 @@ from ptlib.models import (
     Captioner,
     CaptionerConfig,
     beam_search,
+    config_from_run,
     greedy_decode,
-    load_config,
     num_kept,
 )
 from ptlib.models.decoder import CaptionDecoder
@@ -53,12 +53,12 @@ def _captions(tokens: torch.Tensor, eos: int = 2) -> list[list[int]]:
 
 
 def test_paper_table1_config():
-    config = load_config("paper_table1")
+    config = config_from_run("paper_table1")  # vocab_size: the cap
     assert (config.vocab_size, config.d_model, config.n_heads, config.ff_dim) == (2033, 512, 4, 2048)
     assert (config.n_encoder_layers, config.n_decoder_layers) == (2, 2)
     assert (config.dropout, config.prune_ratio, config.prune_at) == (0.1, 0.3, "memory")
     assert (config.encoder, config.img_size, config.max_len) == ("vit_base_patch16_224", 224, 22)
-    assert load_config("paper_table1", pretrained=False).pretrained is False
+    assert config_from_run("paper_table1", pretrained=False).pretrained is False
 
 
 def test_from_config_rejects_unknown_keys():
@@ -222,7 +222,6 @@ def test_captioner_generate_returns_attention_over_kept_tokens():
 def test_every_profile_gives_a_valid_config(profile_name, backbone):
     """A profile's captioner is its run config's: what chapter 3 shows, chapter 5 trains."""
     from ptlib import course
-    from ptlib.models import config_from_run
     from ptlib.train import load_run_config
 
     profile = course.get_profile(profile_name, check_data=False)

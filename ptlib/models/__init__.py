@@ -2,14 +2,14 @@
 
 Typical use::
 
-    from ptlib.models import Captioner, load_config
-    model = Captioner.from_config(load_config("paper_table1", pretrained=False))
+    from ptlib.models import Captioner, config_from_run
+    model = Captioner.from_config(config_from_run("paper_table1", pretrained=False))
     out = model(images, tokens)            # teacher forcing: out.logits (B, T, V)
     captions = model.generate(images, method="beam", beam_size=3).tokens
 """
 
 from ptlib.models.captioner import Captioner, CaptionerOutput, VisualMemory
-from ptlib.models.config import CaptionerConfig, config_from_run, load_config
+from ptlib.models.config import CaptionerConfig, config_from_run
 from ptlib.models.decoder import (
     CaptionDecoder,
     DecoderLayer,
@@ -58,7 +58,6 @@ __all__ = [
     "config_from_run",
     "greedy_decode",
     "inference_pruning",
-    "load_config",
     "load_weights_file",
     "make_pruner",
     "merge_tokens",

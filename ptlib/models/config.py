@@ -3,9 +3,8 @@
 Hyperparameter values are written in one place, the run configs of
 ``ptlib/configs/runs/`` (:mod:`ptlib.train.runconfig`); the paper's Table 1 is the
 run config ``paper_table1``. :func:`config_from_run` builds a
-:class:`CaptionerConfig` from a run config (the model that ``ptlib train`` trains);
-:func:`load_config` is the same for a name or path, with the vocabulary cap as
-``vocab_size``.
+:class:`CaptionerConfig` from a run config (the model that ``ptlib train`` trains),
+e.g. ``config_from_run("paper_table1", pretrained=False)``.
 """
 
 from __future__ import annotations
@@ -141,6 +140,10 @@ def config_from_run(
 ) -> CaptionerConfig:
     """The captioner of a run config: the model that ``ptlib train`` trains from it.
 
+    ``config_from_run("paper_table1")`` is the paper's Table 1 (ViT-B/16 at 224 px,
+    ``vocab_size`` 2033; its ``pretrained: true`` downloads ImageNet weights, so pass
+    ``pretrained=False`` to build it offline).
+
     Args:
         run: A shipped run config name (e.g. ``ptlib.course.run_config_names(profile)
             ["vit"]``), a YAML path, or a run config already resolved by
@@ -150,6 +153,7 @@ def config_from_run(
         **overrides: Any :class:`CaptionerConfig` field (e.g. ``pretrained=False``).
 
     Raises:
+        FileNotFoundError: If ``run`` is neither a shipped run config nor a file.
         ValueError: On unknown keys, a bad value, or no vocabulary size to use.
     """
     from ptlib.train.runconfig import load_run_config
@@ -163,15 +167,3 @@ def config_from_run(
     values = {**dict(config["model"]), "vocab_size": int(vocab_size), **overrides}
     return CaptionerConfig.from_dict(values)
 
-
-def load_config(name_or_path: str | Path = "paper_table1", **overrides: Any) -> CaptionerConfig:
-    """The captioner of a run config by name or path, sized for its vocabulary cap.
-
-    ``load_config("paper_table1")`` is the paper's Table 1 (ViT-B/16, 224 px,
-    ``vocab_size`` 2033). Same as :func:`config_from_run` with ``vocab_size=None``.
-
-    Raises:
-        FileNotFoundError: If neither a shipped run config nor the file exists.
-        ValueError: On unknown keys or bad values.
-    """
-    return config_from_run(name_or_path, **overrides)

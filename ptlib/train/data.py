@@ -1,7 +1,7 @@
 """The data of a run, from its config's ``data`` section.
 
-The section has the keys of a profile's ``data`` section (see
-``ptlib/configs/profiles.yaml`` and :func:`ptlib.data.build_caption_data`):
+The section (also a profile's ``data`` section, which is its run configs'; see
+:func:`ptlib.data.build_caption_data`) holds
 ``dataset: shapes`` with the fields of :class:`ptlib.data.shapes.ShapesConfig`,
 or ``dataset: coco`` with ``coco_root``, ``split``, ``karpathy_json``, ``year``;
 plus ``img_size``, ``vocab_min_freq``, ``vocab_max_size``, ``max_len``.

@@ -115,13 +115,19 @@ def base_names(values: Mapping[str, Any]) -> list[str]:
 
 
 def set_derived(config: dict[str, Any]) -> dict[str, Any]:
-    """Set :data:`DERIVED_KEYS` in a resolved config from the keys they derive from."""
+    """Set :data:`DERIVED_KEYS` in a resolved config from the keys they derive from.
+
+    Raises:
+        ValueError: If a key they derive from is missing or null.
+    """
     for dotted, origin in DERIVED_KEYS.items():
         section, key = dotted.split(".")
         origin_section, origin_key = origin.split(".")
         value = config.get(origin_section, {}).get(origin_key)
-        if value is not None:
-            config.setdefault(section, {})[key] = value
+        if value is None:
+            raise ValueError(f"run config {config.get('name')!r}: {origin} is missing or null; "
+                             f"{dotted} is set from it, so give it a value")
+        config.setdefault(section, {})[key] = value
     return config
 
 

@@ -297,9 +297,11 @@ def require_coco(profile: Profile) -> Path:
             profile as the no-download alternative.
     """
     from ptlib.data.coco import check_coco
+    from ptlib.train.runconfig import load_run_config
 
     root = coco_root(profile)
-    year = int(profile.settings.get("coco", {}).get("year", 2014))
+    runs = run_config_names(profile, "coco")  # the year their data section reads
+    year = int(load_run_config(runs["vit"])["data"].get("year", 2014))
     missing = [c for c in check_coco(root, year=year) if not c.present]
     if missing:
         raise CocoMissingError(

@@ -10,7 +10,9 @@ Every notebook starts with::
 Seeds, devices and the environment report are in :mod:`ptlib.runtime`; the
 run-or-load cache in :mod:`ptlib.runcache`; atomic file writes in :mod:`ptlib.files`.
 
-Profiles (``ptlib/configs/profiles.yaml``) size every run:
+Profiles (``ptlib/configs/profiles.yaml``) size every run by naming its run configs
+(``ptlib/configs/runs/``, where every hyperparameter is written; see
+:mod:`ptlib.train.runconfig`):
 
 * ``ci``: seconds per notebook; tests, nbval and the CI book build use it.
 * ``cpu``: minutes on a laptop CPU; the default when no CUDA device is present.
@@ -59,6 +61,12 @@ import ptlib
 PROFILE_NAMES: tuple[str, ...] = ("ci", "cpu", "gpu", "coco")
 """The valid values of ``PTLIB_PROFILE``."""
 
+PROFILE_KEYS: tuple[str, ...] = (
+    "description", "seed", "base", "runs", "coco_runs", "inference", "train", "study",
+    "grounding", "coco",
+)
+"""The keys a profile in ``ptlib/configs/profiles.yaml`` may have (each read by someone)."""
+
 PROFILE_ENV = "PTLIB_PROFILE"
 SMOKE_ENV = "PTLIB_SMOKE"
 COCO_ROOT_ENV = "PTLIB_COCO_ROOT"
@@ -80,8 +88,9 @@ class Profile:
         name: ``"ci"``, ``"cpu"``, ``"gpu"`` or ``"coco"``.
         description: One line saying what the profile is for.
         seed: The default seed for runs under this profile.
-        settings: The profile's sections (``data``, ``model``, ``train``, ``runs``, ...)
-            as read from ``ptlib/configs/profiles.yaml``.
+        settings: The profile's sections as read from ``ptlib/configs/profiles.yaml``
+            (``runs``, ``inference``, ``train``, ``study``, ...), plus ``data``: the
+            data section of its run configs (the same for both backbones).
         smoke: Sizes shrunk by ``PTLIB_SMOKE=1`` (same code paths, meaningless numbers).
     """
 
@@ -177,6 +186,11 @@ def get_profile(name: str | None = None, *, check_data: bool = True) -> Profile:
             f"{source} is {name!r}, which is not a profile; use one of {', '.join(PROFILE_NAMES)}"
         )
     entry = _profile_entry(name)
+    unknown = sorted(set(entry) - set(PROFILE_KEYS))
+    if unknown:
+        raise ValueError(f"ptlib/configs/profiles.yaml: profile {name!r} has unknown keys "
+                         f"{unknown}; known keys: {', '.join(PROFILE_KEYS)} (hyperparameters "
+                         "belong in the run configs, ptlib/configs/runs/)")
     sections = {k: dict(v) for k, v in entry.items() if isinstance(v, Mapping)}
     smoke = smoke_enabled()
     description = str(entry.get("description", ""))
@@ -185,11 +199,27 @@ def get_profile(name: str | None = None, *, check_data: bool = True) -> Profile:
             if section in sections:
                 sections[section] = {**sections[section], **update}
         description += f" ({SMOKE_ENV}=1: shrunk)"
+    sections["data"] = _run_data(name, sections.get("runs", {}), smoke)
     profile = Profile(name=name, description=description, seed=int(entry.get("seed", 0)),
                       settings=sections, smoke=smoke)
     if check_data and name == "coco":
         require_coco(profile)
     return profile
+
+
+def _run_data(name: str, runs: Mapping[str, str], smoke: bool) -> dict[str, Any]:
+    """A profile's ``data`` section: its run configs' (one dataset for both backbones)."""
+    from ptlib.train.runconfig import load_run_config
+
+    overrides = _profiles_table()["smoke"]["run_overrides"] if smoke else []
+    sections = {backbone: load_run_config(run, overrides)["data"] for backbone, run in runs.items()}
+    if not sections:
+        raise ValueError(f"ptlib/configs/profiles.yaml: profile {name!r} names no runs")
+    first, *others = sections.values()
+    if any(other != first for other in others):
+        raise ValueError(f"ptlib/configs/profiles.yaml: profile {name!r}: the run configs "
+                         f"{dict(runs)} do not share one data section")
+    return first
 
 
 def run_config_names(profile: Profile | str | None = None, dataset: str = "shapes"
@@ -261,9 +291,11 @@ def require_coco(profile: Profile) -> Path:
             profile as the no-download alternative.
     """
     from ptlib.data.coco import check_coco
+    from ptlib.train.runconfig import load_run_config
 
     root = coco_root(profile)
-    year = int(profile.settings.get("coco", {}).get("year", 2014))
+    runs = run_config_names(profile, "coco")  # the year their data section reads
+    year = int(load_run_config(runs["vit"])["data"].get("year", 2014))
     missing = [c for c in check_coco(root, year=year) if not c.present]
     if missing:
         raise CocoMissingError(

@@ -282,7 +282,7 @@ def test_ci_config_reads_run_configs_and_variants():
     names = [s["name"] for s in config["flops"]["setups"]]
     assert names == list(efficiency.shapes_runs(profile)) == ["shapes_vit_ci",
                                                               "shapes_convnext_ci"]
-    assert config["ratios"] == [float(r) for r in profile.section("model")["prune_ratios"]]
+    assert config["ratios"] == [float(r) for r in profile.section("inference")["prune_ratios"]]
     assert config["batch_capacity"]["ratios"] == [0.0, 0.3]
     assert all(s["model"]["pretrained"] is False for s in config["flops"]["setups"])
     vit, convnext = _setup(), _setup("convnext_atto", "tiny_convnext")

@@ -9,8 +9,8 @@ from ptlib.models import (
     Captioner,
     CaptionerConfig,
     beam_search,
+    config_from_run,
     greedy_decode,
-    load_config,
     num_kept,
 )
 from ptlib.models.decoder import CaptionDecoder
@@ -53,10 +53,12 @@ def _captions(tokens: torch.Tensor, eos: int = 2) -> list[list[int]]:
 
 
 def test_paper_table1_config():
-    config = load_config("paper_table1")
+    config = config_from_run("paper_table1")  # vocab_size: the cap
     assert (config.vocab_size, config.d_model, config.n_heads, config.ff_dim) == (2033, 512, 4, 2048)
     assert (config.n_encoder_layers, config.n_decoder_layers) == (2, 2)
     assert (config.dropout, config.prune_ratio, config.prune_at) == (0.1, 0.3, "memory")
+    assert (config.encoder, config.img_size, config.max_len) == ("vit_base_patch16_224", 224, 22)
+    assert config_from_run("paper_table1", pretrained=False).pretrained is False
 
 
 def test_from_config_rejects_unknown_keys():
@@ -220,16 +222,22 @@ def test_captioner_generate_returns_attention_over_kept_tokens():
 @pytest.mark.parametrize("profile_name", ["ci", "cpu", "gpu", "coco"])
 @pytest.mark.parametrize("backbone", ["vit", "convnext"])
 def test_every_profile_gives_a_valid_config(profile_name, backbone):
+    """A profile's captioner is its run config's: what chapter 3 shows, chapter 5 trains."""
     from ptlib import course
-    from ptlib.models import config_from_profile
+    from ptlib.train import load_run_config
 
     profile = course.get_profile(profile_name, check_data=False)
-    config = config_from_profile(profile, backbone=backbone, vocab_size=123)
-    assert config.img_size == profile.section("data")["img_size"]
+    name = course.run_config_names(profile)[backbone]
+    config = config_from_run(name, vocab_size=123)
+    run = load_run_config(name)
+    assert config == config_from_run(run, vocab_size=123)
+    assert {k: v for k, v in config.to_dict().items() if k in run["model"]} == run["model"]
+    assert config.img_size == profile.section("data")["img_size"] == run["data"]["img_size"]
     assert config.max_len == profile.section("data")["max_len"]
     assert config.vocab_size == 123
+    assert config_from_run(name).vocab_size == run["data"]["vocab_max_size"]
     with torch.device("meta"):
         model = Captioner.from_config({**config.to_dict(), "pretrained": False})
     assert model.num_memory_tokens == num_kept(model.encoder.num_tokens, config.prune_ratio)
-    with pytest.raises(ValueError, match="no encoder for backbone"):
-        config_from_profile(profile, backbone="swin", vocab_size=123)
+    with pytest.raises(FileNotFoundError, match="no run config named 'swin'"):
+        config_from_run("swin", vocab_size=123)

@@ -13,7 +13,8 @@ def test_profiles_have_expected_names_and_sections():
         profile = course.get_profile(name, check_data=False)
         assert profile.name == name
         assert profile.description
-        assert {"data", "model", "train"} <= set(profile.settings)
+        assert {"runs", "data", "inference", "train"} <= set(profile.settings)
+        assert "model" not in profile.settings  # the run configs hold the model
 
 
 def test_profile_comes_from_environment(monkeypatch):

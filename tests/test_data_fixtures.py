@@ -98,7 +98,7 @@ def test_bad_arguments_are_named(tmp_path):
 
 def test_table1_recipe_trains_on_the_fixture(fixture_root, tmp_path):
     overrides = [f"data.coco_root={fixture_root}", "model.encoder=vit_tiny_patch16_224",
-                 "model.pretrained=false", "data.img_size=32", "model.img_size=32",
+                 "model.pretrained=false", "data.img_size=32",
                  "model.d_model=32", "model.ff_dim=64", "train.epochs=1", "train.batch_size=8",
                  "train.eval_every=0", "train.num_workers=0", "data.vocab_min_freq=1"]
     config = load_run_config("coco_vit_b16", overrides)

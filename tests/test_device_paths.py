@@ -17,7 +17,7 @@ from torch.utils.data._utils.pin_memory import pin_memory as pin_batch
 
 from ptlib import course
 from ptlib.data.datasets import CaptionBatch
-from ptlib.train import load_run_config
+from ptlib.train import TrainConfig, load_run_config
 from ptlib.train import run as run_module
 from ptlib.train.step import make_scaler, resolve_amp
 
@@ -59,7 +59,8 @@ def test_gpu_profile_trains_with_its_device_code_paths_on_the_cpu(amp, isolated_
     profile = course.get_profile("gpu")
     name = course.run_config_names(profile)["vit"]
     real = load_run_config(name)
-    assert real["train"]["amp"] == "auto" and real["train"]["num_workers"] > 0
+    train = TrainConfig.from_dict(real["train"])  # amp: the default, "auto"
+    assert train.amp == "auto" and train.num_workers > 0
     config = load_run_config(name, [*course.run_overrides(profile), f"train.amp={amp}",
                                     f"train.num_workers={real['train']['num_workers']}",
                                     "train.epochs=1", "data.n_train=16", "train.eval_every=0",

@@ -52,7 +52,7 @@ def circle_runs(isolated_dirs, monkeypatch):
 def test_grounding_study_scores_every_ratio_then_loads(circle_runs, monkeypatch):
     profile = course.get_profile("ci")
     result = grounding_study(profile)
-    ratios = [float(r) for r in profile.section("model")["prune_ratios"]]
+    ratios = [float(r) for r in profile.section("inference")["prune_ratios"]]
     assert result["ratios"] == ratios and result["split"] == "test"
     assert set(result["models"]) == {m.name for m in grounding_models(profile)}
     assert set(result["models"]) == {"vit", "convnext", "convnext_s16"}
@@ -104,7 +104,7 @@ def test_adding_a_model_leaves_the_stored_results_of_the_others(circle_runs, mon
     monkeypatch.setattr(grounding_module, "score_pointing", counting)
     everything = grounding_study(profile)
     assert everything["models"]["vit"] == first["models"]["vit"]
-    n_ratios = len(profile.section("model")["prune_ratios"])
+    n_ratios = len(profile.section("inference")["prune_ratios"])
     assert len(scored) == 2 * n_ratios  # convnext and convnext_s16 only
     with pytest.raises(ValueError, match="convnext_s8"):
         grounding_study(profile, models=["convnext_s8"])

@@ -112,7 +112,7 @@ def efficiency_config(profile: course.Profile, *, paper_latency: bool = False) -
         paper_latency: Time the paper's 224-px captioners instead of the shapes
             ones (slow on a CPU: seconds per batch).
     """
-    ratios = [float(r) for r in profile.section("model")["prune_ratios"]]
+    ratios = [float(r) for r in profile.section("inference")["prune_ratios"]]
     small = profile.name == "ci"
     shapes = [load_setup(name, course.run_overrides(profile)) for name in shapes_runs(profile)]
     paper = [] if small else [load_setup(name) for name in PAPER_RUNS]

@@ -59,12 +59,12 @@ def run_benchmark(
     """
     import torch
 
-    from ptlib.models import Captioner, greedy_decode, load_config, reprune
+    from ptlib.models import Captioner, config_from_run, greedy_decode, reprune
 
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    base = load_config("paper_table1").to_dict()
+    base = config_from_run("paper_table1", pretrained=False).to_dict()
     images = torch.randn(batch_size, 3, img_size, img_size)
     unpruned = Captioner.from_config({
         **base,

@@ -7,9 +7,9 @@
     loader = DataLoader(data.datasets["train"], batch_size=64, shuffle=True,
                         collate_fn=collate_captions)
 
-The ``data`` section of ``ptlib/configs/profiles.yaml`` says which dataset
-(``dataset: shapes`` for every shipped profile; ``coco`` in a run config), its size, the
-input size and the vocabulary caps.
+A profile's ``data`` section (the ``data`` section of its run configs in
+``ptlib/configs/runs/``) says which dataset (``dataset: shapes`` for every shipped
+profile; ``coco`` in a run config), its size, the input size and the vocabulary caps.
 """
 
 from __future__ import annotations

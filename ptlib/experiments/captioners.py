@@ -1,5 +1,10 @@
 """The course's trained captioners: trained once per profile, stored, loaded by the chapters.
 
+The cache key of a stored captioner hashes its resolved run config
+(:func:`ptlib.train.load_run_config`), so a change to a run config that changes a
+value (not one that moves it between files, e.g. into a ``base:``) trains it again;
+``tests/test_config_single_source.py`` checks that every stored ``cpu`` result loads.
+
 :func:`trained_captioner` trains a run config (the profile's ``runs`` in
 ``ptlib/configs/profiles.yaml``: ``shapes_vit`` / ``shapes_convnext`` under ``cpu``,
 their ``_ci`` versions under ``ci``, ``_gpu`` under ``gpu`` and ``coco``; the paper's

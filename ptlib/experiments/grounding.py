@@ -5,7 +5,7 @@ the course captioners, and ConvNeXt at stride 16, which gives as many tokens as 
 ViT), :func:`grounding_study` loads its captioner
 (:func:`~ptlib.experiments.captioners.trained_captioner`, itself run-or-load),
 captions the held-out test split greedily with cross-attention at every ratio of
-the profile's ``model.prune_ratios`` (the model's own pruning method, swapped in
+the profile's ``inference.prune_ratios`` (the model's own pruning method, swapped in
 at inference with :func:`ptlib.models.reprune`; ratio 0 keeps every
 token), and plays the pointing game (:mod:`ptlib.metrics.grounding`). Each model's
 result is stored with :func:`ptlib.runcache.run_or_load` under
@@ -151,7 +151,7 @@ def grounding_study(
     Args:
         profile: A profile or its name (default: the active one).
         models: Which models of :func:`grounding_models` to score (default: all).
-        ratios: Inference prune ratios (default: the profile's ``model.prune_ratios``).
+        ratios: Inference prune ratios (default: the profile's ``inference.prune_ratios``).
         force: Recompute even when a stored result matches (the captioners
             themselves are loaded, not retrained).
 
@@ -171,7 +171,7 @@ def grounding_study(
         raise ValueError(f"the pointing game needs the shapes dataset's object boxes; profile "
                          f"{profile.name!r} uses data.dataset={dataset_name!r}")
     ratios = [float(r) for r in (ratios if ratios is not None
-                                 else profile.section("model")["prune_ratios"])]
+                                 else profile.section("inference")["prune_ratios"])]
     known = grounding_models(profile)
     unknown = sorted(set(models or ()) - {m.name for m in known})
     if unknown:

@@ -2,15 +2,15 @@
 
 Typical use::
 
-    from ptlib.models import Captioner, load_config
-    model = Captioner.from_config(load_config("paper_table1"))
+    from ptlib.models import Captioner, config_from_run
+    model = Captioner.from_config(config_from_run("paper_table1", pretrained=False))
     out = model(images, tokens)            # teacher forcing: out.logits (B, T, V)
     captions = model.generate(images, method="beam", beam_size=3).tokens
     half = reprune(model, 0.5, "merge")    # a new captioner sharing model's modules
 """
 
 from ptlib.models.captioner import Captioner, CaptionerOutput, VisualMemory, reprune
-from ptlib.models.config import CaptionerConfig, config_from_profile, load_config
+from ptlib.models.config import CaptionerConfig, config_from_run
 from ptlib.models.decoder import (
     CaptionDecoder,
     DecoderLayer,
@@ -70,9 +70,8 @@ __all__ = [
     "causal_allowed",
     "check_pruner",
     "cls_attention_scores",
-    "config_from_profile",
+    "config_from_run",
     "greedy_decode",
-    "load_config",
     "load_weights_file",
     "merge_tokens",
     "norm_scores",

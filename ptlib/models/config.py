@@ -1,8 +1,10 @@
-"""The captioner's configuration: a dataclass, YAML files, profile sections.
+"""The captioner's configuration: a dataclass filled from a run config.
 
-``ptlib/configs/paper_table1.yaml`` ships the paper's Table 1 (its ``model``
-section is a :class:`CaptionerConfig`; its ``train`` section is for the
-training engine). :func:`load_config` reads it by name or path.
+Hyperparameter values are written in one place, the run configs of
+``ptlib/configs/runs/`` (:mod:`ptlib.train.runconfig`); the paper's Table 1 is the
+run config ``paper_table1``. :func:`config_from_run` builds a
+:class:`CaptionerConfig` from a run config (the model that ``ptlib train`` trains),
+e.g. ``config_from_run("paper_table1", pretrained=False)``.
 """
 
 from __future__ import annotations
@@ -10,13 +12,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ptlib.course import Profile
 from ptlib.models.pruning import PRUNE_METHODS, PRUNE_PLACEMENTS, check_ratio
 from ptlib.typecheck import check_fields
 
@@ -25,26 +23,32 @@ from ptlib.typecheck import check_fields
 class CaptionerConfig:
     """Everything :meth:`ptlib.models.Captioner.from_config` needs.
 
-    Defaults are the paper's Table 1 with a ViT-B/16 encoder at 224 px.
+    The values of a trained captioner come from its run config
+    (:func:`config_from_run`); the paper's are in the run config ``paper_table1``.
+    The defaults below are fallbacks for code that builds a config by hand (tests,
+    toy models) and for the options a run config leaves out (e.g. ``positional``);
+    ``tests/test_config_single_source.py`` checks that no run config restates a
+    default that another shipped run relies on.
 
     Attributes:
         encoder: timm model name.
-        img_size: Input image size (pixels, square).
+        img_size: Input image size (pixels, square; from ``data.img_size``).
         feature_stride: Pixels per token (``None``: the encoder's natural stride;
             16 gives ConvNeXt the same 196 tokens as ViT-B/16 at 224 px).
         pretrained: ``False``, ``True``, a timm tag or a local weights file.
         encoder_kwargs: Extra ``timm.create_model`` arguments that change the encoder's
             architecture (e.g. ``{"patch_size": 8, "depth": 4}``); ``None`` for timm's.
         freeze_encoder: Freeze the encoder (eval mode, no gradients).
-        d_model: Transformer width (Table 1: 512).
-        n_encoder_layers: Transformer encoder layers over projected tokens (Table 1: 2).
-        n_decoder_layers: Decoder layers (Table 1: 2).
-        n_heads: Attention heads (Table 1: 4).
-        ff_dim: Feed-forward width (Table 1: 2048).
-        dropout: Dropout (Table 1: 0.1).
-        max_len: Longest token sequence, ``<bos>`` and ``<eos>`` included.
-        vocab_size: Vocabulary size including special tokens (Table 1: 2033).
-        prune_ratio: Fraction of visual tokens removed (Table 1: 0.3).
+        d_model: Transformer width.
+        n_encoder_layers: Transformer encoder layers over projected tokens.
+        n_decoder_layers: Decoder layers.
+        n_heads: Attention heads.
+        ff_dim: Feed-forward width.
+        dropout: Dropout.
+        max_len: Longest token sequence, ``<bos>`` and ``<eos>`` included (from
+            the run config's ``data.max_len``).
+        vocab_size: Vocabulary size including special tokens (from the vocabulary).
+        prune_ratio: Fraction of visual tokens removed.
         prune_method: One of :data:`~ptlib.models.pruning.PRUNE_METHODS`.
         prune_at: ``"memory"`` (the paper's) or ``"encoder"`` (inside ViT blocks).
         prune_layers: ViT block indices for ``prune_at="encoder"`` (``None``: 1/4, 1/2, 3/4 depth).
@@ -131,62 +135,35 @@ class CaptionerConfig:
         return dataclasses.asdict(self)
 
 
-def load_config(name_or_path: str | Path = "paper_table1") -> CaptionerConfig:
-    """Read a captioner config from ``ptlib/configs/NAME.yaml`` or a YAML file path.
-
-    Raises:
-        FileNotFoundError: If neither a shipped config nor the file exists.
-        ValueError: On unknown keys.
-    """
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        text, source = path.read_text(), str(path)
-    else:
-        ref = resources.files("ptlib.configs").joinpath(f"{name_or_path}.yaml")
-        if not ref.is_file():
-            raise FileNotFoundError(
-                f"no shipped config {name_or_path!r} (looked for ptlib/configs/{name_or_path}.yaml)"
-            )
-        text, source = ref.read_text(), f"ptlib/configs/{name_or_path}.yaml"
-    values = yaml.safe_load(text) or {}
-    return CaptionerConfig.from_dict(values, source=source)
-
-
-PROFILE_EXTRA_KEYS: tuple[str, ...] = ("encoders", "prune_ratios")
-"""Keys of a profile's ``model`` section that are not :class:`CaptionerConfig` fields."""
-
-
-def config_from_profile(
-    profile: Profile, *, backbone: str = "vit", vocab_size: int, **overrides: Any
+def config_from_run(
+    run: str | Path | Mapping[str, Any], *, vocab_size: int | None = None, **overrides: Any
 ) -> CaptionerConfig:
-    """A config sized by a course profile (``course.get_profile()``).
+    """The captioner of a run config: the model that ``ptlib train`` trains from it.
 
-    The profile's ``model`` section names one encoder per backbone under
-    ``encoders`` (e.g. ``{vit: vit_tiny_patch16_224, convnext: convnext_atto}``)
-    and holds captioner keys; ``img_size`` and ``max_len`` come from its
-    ``data`` section so images and captions always fit the model.
+    ``config_from_run("paper_table1")`` is the paper's Table 1 (ViT-B/16 at 224 px,
+    ``vocab_size`` 2033; its ``pretrained: true`` downloads ImageNet weights, so pass
+    ``pretrained=False`` to build it offline).
 
     Args:
-        profile: The active :class:`ptlib.course.Profile`.
-        backbone: Key into ``encoders`` (``"vit"`` or ``"convnext"``).
-        vocab_size: From the dataset's vocabulary.
-        **overrides: Any :class:`CaptionerConfig` field.
+        run: A shipped run config name (e.g. ``ptlib.course.run_config_names(profile)
+            ["vit"]``), a YAML path, or a run config already resolved by
+            :func:`ptlib.train.load_run_config` (e.g. with ``--set`` overrides).
+        vocab_size: From the vocabulary built from the data; ``None``: the run
+            config's vocabulary cap ``data.vocab_max_size`` (an upper bound).
+        **overrides: Any :class:`CaptionerConfig` field (e.g. ``pretrained=False``).
 
     Raises:
-        ValueError: On an unknown backbone or unknown keys in the section.
+        FileNotFoundError: If ``run`` is neither a shipped run config nor a file.
+        ValueError: On unknown keys, a bad value, or no vocabulary size to use.
     """
-    section = profile.section("model")
-    data = profile.section("data")
-    source = f"ptlib/configs/profiles.yaml, profile {profile.name!r}, section model"
-    encoders = section.get("encoders", {})
-    if backbone not in encoders:
-        raise ValueError(f"{source}: no encoder for backbone {backbone!r}; it has {sorted(encoders)}")
-    values = {k: v for k, v in section.items() if k not in PROFILE_EXTRA_KEYS}
-    values["encoder"] = encoders[backbone]
-    for key in ("img_size", "max_len"):
-        if key in data and key not in values:
-            values[key] = data[key]
-    values.update(vocab_size=vocab_size, **overrides)
-    return CaptionerConfig.from_dict(values, source=source)
+    from ptlib.train.runconfig import load_run_config
+
+    config = run if isinstance(run, Mapping) else load_run_config(run)
+    if vocab_size is None:
+        vocab_size = config.get("data", {}).get("vocab_max_size")
+        if vocab_size is None:
+            raise ValueError(f"run config {config.get('name')!r}: pass vocab_size= (it has no "
+                             "data.vocab_max_size)")
+    values = {**dict(config["model"]), "vocab_size": int(vocab_size), **overrides}
+    return CaptionerConfig.from_dict(values)
+

@@ -1,18 +1,26 @@
-"""Run configs: one YAML file says everything a training run depends on.
+"""Run configs: the one place where data, model and training hyperparameters are written.
 
 A run config has three sections, each validated by its own dataclass::
 
     name: shapes_vit
-    base: null          # optional: another config this one starts from
+    base: _shapes       # optional: a config (or a list of them) this one starts from
     data:  {...}        # dataset: shapes | coco, its parameters, vocabulary caps
-    model: {...}        # ptlib.models.CaptionerConfig (vocab_size: from the data)
+    model: {...}        # ptlib.models.CaptionerConfig
     train: {...}        # ptlib.train.TrainConfig
 
 Shipped configs live in ``ptlib/configs/runs/``; ``ptlib train --config NAME``
-finds them by name, and a path to any YAML file works too. ``base: NAME`` starts
-from another config and deep-merges this file's sections over it, and
+finds them by name, and a path to any YAML file works too. ``base: NAME`` (or
+``base: [NAME, ...]``, merged left to right) starts from other configs and
+deep-merges this file's sections over them. Names starting with ``_`` are parts
+(e.g. ``_ci``: the ci sizes shared by both backbones): a base, never a run.
+``paper_table1`` is the paper's Table 1; the COCO runs start from it.
 ``--set section.key=value`` overrides single values (the value is read as YAML,
 so ``--set train.lr=3e-4`` is a float and ``--set model.prune_layers=[3,6]`` a list).
+
+Derived keys are never written: :func:`load_run_config` sets them once from the
+data section (:data:`DERIVED_KEYS`: the model's image size and the caption length
+of model and training). ``model.vocab_size`` comes from the vocabulary built from
+the data (:func:`ptlib.models.config_from_run`, :func:`ptlib.train.build_model`).
 """
 
 from __future__ import annotations
@@ -27,12 +35,26 @@ import yaml
 
 SECTIONS: tuple[str, ...] = ("data", "model", "train")
 RUNS_PACKAGE = "ptlib.configs.runs"
+PART_PREFIX = "_"
+"""Shipped configs whose name starts with this are parts (bases), not runs."""
+
+DERIVED_KEYS: dict[str, str] = {
+    "model.img_size": "data.img_size",
+    "model.max_len": "data.max_len",
+    "train.max_len": "data.max_len",
+}
+"""Keys set by :func:`load_run_config` from another key; a file or ``--set`` writing
+them is an error (``model.vocab_size`` is set from the built vocabulary)."""
+
+NEVER_WRITTEN: tuple[str, ...] = (*DERIVED_KEYS, "model.vocab_size")
+"""Keys no run config file or ``--set`` override may give a value."""
 
 
-def shipped_run_configs() -> list[str]:
-    """Names of the run configs that ship with ptlib."""
+def shipped_run_configs(parts: bool = False) -> list[str]:
+    """Names of the run configs that ship with ptlib (with ``parts``: the ``_`` bases too)."""
     folder = resources.files(RUNS_PACKAGE)
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    names = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return [n for n in names if parts or not n.startswith(PART_PREFIX)]
 
 
 def _read_yaml(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
@@ -67,7 +89,46 @@ def _read_yaml(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
     for section in SECTIONS:
         if not isinstance(values.get(section, {}), dict):
             raise ValueError(f"run config {source}: section {section!r} must be a mapping")
+    _check_not_derived(values, source)
+    base = values.get("base")
+    if base is not None and not (isinstance(base, str) or (
+            isinstance(base, list) and all(isinstance(b, str) for b in base))):
+        raise ValueError(f"run config {source}: base must be a config name or a list of names, "
+                         f"got {base!r}")
     return values, source
+
+
+def _check_not_derived(values: Mapping[str, Any], source: str) -> None:
+    for dotted in NEVER_WRITTEN:
+        section, key = dotted.split(".")
+        if key in (values.get(section) or {}):
+            origin = DERIVED_KEYS.get(dotted)
+            how = (f"it is set from {origin}; write that instead" if origin
+                   else "it is set from the vocabulary built from the data")
+            raise ValueError(f"{source}: do not write {dotted}: {how}")
+
+
+def base_names(values: Mapping[str, Any]) -> list[str]:
+    """The ``base:`` of a config file's values as a list (empty when it has none)."""
+    base = values.get("base")
+    return [] if not base else [base] if isinstance(base, str) else list(base)
+
+
+def set_derived(config: dict[str, Any]) -> dict[str, Any]:
+    """Set :data:`DERIVED_KEYS` in a resolved config from the keys they derive from.
+
+    Raises:
+        ValueError: If a key they derive from is missing or null.
+    """
+    for dotted, origin in DERIVED_KEYS.items():
+        section, key = dotted.split(".")
+        origin_section, origin_key = origin.split(".")
+        value = config.get(origin_section, {}).get(origin_key)
+        if value is None:
+            raise ValueError(f"run config {config.get('name')!r}: {origin} is missing or null; "
+                             f"{dotted} is set from it, so give it a value")
+        config.setdefault(section, {})[key] = value
+    return config
 
 
 def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,21 +191,31 @@ def load_run_config(
     """Read a run config by shipped name or path, resolve ``base:``, apply ``--set`` overrides.
 
     Returns:
-        ``{"name", "description", "data", "model", "train"}`` as plain data. The
-        sections are validated when the run is built (:func:`ptlib.train.build_run`).
+        ``{"name", "description", "data", "model", "train"}`` as plain data, with the
+        :data:`DERIVED_KEYS` set from the data section, checked by
+        :func:`check_run_config`.
+
+    Raises:
+        ValueError: On a bad file, a part loaded as a run, a derived key written in a
+            file or ``--set``, or a section :func:`check_run_config` rejects.
     """
+    if not _seen and str(name_or_path).startswith(PART_PREFIX):
+        raise ValueError(f"run config {name_or_path!r} is a part (a name starting with "
+                         f"{PART_PREFIX!r}): use it as another config's base, not as a run")
     values, source = _read_yaml(name_or_path)
     if source in _seen:
         raise ValueError(f"run config {source}: 'base' chain loops: {' -> '.join(_seen)}")
     config: dict[str, Any] = {"data": {}, "model": {}, "train": {}}
-    if values.get("base"):
-        config = load_run_config(values["base"], (), (*_seen, source))
+    for base in base_names(values):
+        config = _deep_merge(config, load_run_config(base, (), (*_seen, source)))
     config = _deep_merge(config, {k: values.get(k, {}) for k in SECTIONS})
     config["name"] = values.get("name") or Path(str(name_or_path)).stem
     config["description"] = values.get("description", config.get("description", ""))
-    config = apply_overrides(config, overrides)
-    if not _seen:
-        check_run_config(config)
+    if _seen:
+        return config
+    _check_not_derived(apply_overrides({}, overrides), "--set")
+    config = set_derived(apply_overrides(config, overrides))
+    check_run_config(config)
     return config
 
 
@@ -201,5 +272,13 @@ def check_run_config(config: Mapping[str, Any]) -> None:
             ShapesConfig.from_section(data)
         except ValueError as err:
             raise ValueError(f"data: {err}") from None
+    for dotted, origin in DERIVED_KEYS.items():
+        section, key = dotted.split(".")
+        origin_section, origin_key = origin.split(".")
+        value = config.get(section, {}).get(key)
+        if value is not None and value != config.get(origin_section, {}).get(origin_key):
+            raise ValueError(f"{dotted}={value!r} differs from {origin}="
+                             f"{config.get(origin_section, {}).get(origin_key)!r}; "
+                             f"{dotted} is set from {origin}")
     CaptionerConfig.from_dict({**dict(config.get("model", {})), "vocab_size": 1})
     TrainConfig.from_dict(dict(config.get("train", {})))

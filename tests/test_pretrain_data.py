@@ -14,6 +14,7 @@ from ptlib.pretrain import (
     PRETEXT_STREAM,
     PretextDataset,
     draw_scene,
+    patch_cover,
     scene_targets,
     token_owners,
 )
@@ -88,3 +89,15 @@ def test_dataset_items_have_the_encoder_grid():
     assert item["presence"].sum() == len({(o.size, o.colour, o.shape) for o in scene.objects})
     with pytest.raises(IndexError):
         data[3]
+
+
+def test_patch_cover_is_the_covered_share():
+    big = _box("square", "red", "large", 0, 0, 32, 32)
+    half = _box("circle", "green", "small", 40, 0, 56, 16)  # half of patches 2 and 3
+    cover = patch_cover([big, half], 64, (4, 4))
+    assert cover.shape == (16, 2)
+    expected_big = np.zeros(16)
+    expected_big[[0, 1, 4, 5]] = 1.0
+    assert np.abs(cover[:, 0] - expected_big).max() < 0.03  # edge sub-pixels only
+    assert np.abs(cover[[2, 3], 1] - 0.5).max() < 0.03
+    assert patch_cover([], 64, (4, 4)).shape == (16, 0)

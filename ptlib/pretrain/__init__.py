@@ -29,7 +29,14 @@ from ptlib.pretrain.job import (
 )
 from ptlib.pretrain.probe import linear_probe, token_features
 from ptlib.pretrain.scenes import PRETEXT_EVAL_STREAM, PRETEXT_STREAM, Scene, draw_scene
-from ptlib.pretrain.targets import ATTRIBUTES, KINDS, scene_targets, token_owners
+from ptlib.pretrain.targets import (
+    ATTRIBUTES,
+    KINDS,
+    owners_from_cover,
+    patch_cover,
+    scene_targets,
+    token_owners,
+)
 from ptlib.pretrain.train import PretrainResult, pretext_accuracy, pretrain_encoder
 from ptlib.pretrain.variants import VARIANTS, pretrained_captioner, variant_overrides
 
@@ -37,7 +44,7 @@ __all__ = [
     "ATTRIBUTES", "KINDS", "PRETEXT_EVAL_STREAM", "PRETEXT_STREAM", "VARIANTS",
     "PretextDataset", "PretextHeads", "PretrainConfig", "PretrainResult", "Scene",
     "build_spec_encoder", "draw_scene", "encoder_file", "encoder_init_value", "encoder_spec",
-    "image_tensor", "linear_probe", "load_encoder_init", "pretext_accuracy", "pretext_hits",
+    "image_tensor", "linear_probe", "owners_from_cover", "patch_cover", "load_encoder_init", "pretext_accuracy", "pretext_hits",
     "pretext_loss", "pretrain_config", "pretrain_encoder", "pretrain_models",
     "pretrained_captioner", "pretrained_encoder", "resolve_encoder_init", "save_encoder",
     "scene_targets", "token_features", "token_owners", "variant_overrides",

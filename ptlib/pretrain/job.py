@@ -40,14 +40,11 @@ class PretrainModel:
         name: ``vit``, ``convnext``, ``convnext_s16``.
         backbone: The profile's ``runs`` key whose run config builds the encoder.
         overrides: ``--set`` overrides on that run config.
-        settings: :class:`~ptlib.pretrain.PretrainConfig` values for this encoder only
-            (e.g. ``images``), over the section's.
     """
 
     name: str
     backbone: str
     overrides: tuple[str, ...] = ()
-    settings: tuple[tuple[str, Any], ...] = ()
 
 
 def pretrain_models(profile: course.Profile) -> list[PretrainModel]:
@@ -64,17 +61,18 @@ def pretrain_models(profile: course.Profile) -> list[PretrainModel]:
         if backbone not in runs:
             raise ValueError(f"profiles.yaml {profile.name}.pretrain.models.{name}: backbone "
                              f"must be one of {sorted(runs)}, got {backbone!r}")
-        settings = tuple(sorted((k, v) for k, v in spec.items() if k not in ("backbone", "set")))
-        models.append(PretrainModel(name, backbone, tuple(spec.get("set", [])), settings))
+        unknown = sorted(set(spec) - {"backbone", "set"})
+        if unknown:
+            raise ValueError(f"profiles.yaml {profile.name}.pretrain.models.{name}: unknown keys "
+                             f"{unknown}; a model has a backbone and optional set overrides")
+        models.append(PretrainModel(name, backbone, tuple(spec.get("set", []))))
     return models
 
 
-def pretrain_config(profile: course.Profile, name: str | None = None) -> PretrainConfig:
-    """The profile's pretraining settings (its ``pretrain`` section without ``models``),
-    with encoder ``name``'s own settings (``pretrain.models.<name>``) over them."""
+def pretrain_config(profile: course.Profile) -> PretrainConfig:
+    """The profile's pretraining settings (its ``pretrain`` section without ``models``);
+    every encoder sees the same number of images."""
     section = {k: v for k, v in profile.section("pretrain").items() if k != "models"}
-    if name is not None:
-        section.update(dict(_model(profile, name).settings))
     return PretrainConfig.from_dict(section)
 
 
@@ -90,7 +88,12 @@ def encoder_init_value(profile: course.Profile | str, name: str) -> str:
     return f"{profile_name}/pretrain/{name}/{ENCODER_FILE}"
 
 
-def _model(profile: course.Profile, name: str) -> PretrainModel:
+def pretrain_model(profile: course.Profile, name: str) -> PretrainModel:
+    """The encoder ``name`` of the profile's ``pretrain.models``.
+
+    Raises:
+        ValueError: If the profile does not pretrain it (listing those it does).
+    """
     models = {m.name: m for m in pretrain_models(profile)}
     if name not in models:
         raise ValueError(f"profile {profile.name!r} pretrains {sorted(models)}, not {name!r} "
@@ -98,7 +101,8 @@ def _model(profile: course.Profile, name: str) -> PretrainModel:
     return models[name]
 
 
-def _run_sections(profile: course.Profile, model: PretrainModel) -> tuple[dict, dict]:
+def run_sections(profile: course.Profile, model: PretrainModel) -> tuple[dict, dict]:
+    """The ``model`` and ``data`` sections of the run config whose encoder ``model`` is."""
     run = course.run_config_names(profile)[model.backbone]
     config = load_run_config(run, [*course.run_overrides(profile), *model.overrides])
     return config["model"], config["data"]
@@ -134,10 +138,10 @@ def pretrained_encoder(name: str, profile: course.Profile | str | None = None, *
     """
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
-    model = _model(profile, name)
-    model_section, data_section = _run_sections(profile, model)
+    model = pretrain_model(profile, name)
+    model_section, data_section = run_sections(profile, model)
     spec = encoder_spec(model_section)
-    cfg = pretrain_config(profile, name)
+    cfg = pretrain_config(profile)
     max_objects = int(data_section.get("max_objects", 4))
     key_config = {"profile": profile.name, "name": name, "spec": spec,
                   "pretrain": cfg.to_dict(), "max_objects": max_objects}

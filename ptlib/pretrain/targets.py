@@ -67,20 +67,18 @@ def object_id_map(objects: Sequence[ShapeObject], img_size: int, raster: int = R
     return np.asarray(canvas, dtype=np.int64)
 
 
-def token_owners(objects: Sequence[ShapeObject], img_size: int, grid: tuple[int, int],
-                 min_cover: float = 0.25) -> np.ndarray:
-    """The object that each token's patch belongs to.
+def patch_cover(objects: Sequence[ShapeObject], img_size: int, grid: tuple[int, int]
+                ) -> np.ndarray:
+    """How much of each token's patch each object covers.
 
     Args:
         objects: The drawn objects.
         img_size: Image side in pixels.
         grid: ``(h, w)`` token grid; the patch of token ``(r, c)`` spans
             ``img_size / h`` pixels from row ``r * img_size / h``.
-        min_cover: Smallest covered fraction of a patch that makes it an object's.
 
     Returns:
-        ``(h * w,)`` int array in row-major grid order: ``-1`` background, else the
-        index into ``objects``.
+        ``(h * w, len(objects))`` fractions in [0, 1], tokens in row-major grid order.
     """
     ids = object_id_map(objects, img_size)
     h, w = grid
@@ -88,16 +86,42 @@ def token_owners(objects: Sequence[ShapeObject], img_size: int, grid: tuple[int,
         raise ValueError(f"grid {grid} does not divide the {img_size} px image evenly")
     cells = ids.reshape(h, ids.shape[0] // h, w, ids.shape[1] // w).transpose(0, 2, 1, 3)
     cells = cells.reshape(h * w, -1)  # (N, sub-pixels per patch)
-    if not objects:
-        return np.full(h * w, -1, dtype=np.int64)
-    cover = np.stack([(cells == k + 1).mean(axis=1) for k in range(len(objects))], axis=1)
+    cover = [(cells == k + 1).mean(axis=1) for k in range(len(objects))]
+    return np.stack(cover, axis=1) if cover else np.zeros((h * w, 0))
+
+
+def owners_from_cover(cover: np.ndarray, min_cover: float = 0.25) -> np.ndarray:
+    """The owner of each patch from :func:`patch_cover`: ``-1`` background, else an object.
+
+    A patch belongs to the object covering most of it, if at least ``min_cover``;
+    an object that owns no patch then gets the one it covers most, if that is free.
+    """
+    if cover.shape[1] == 0:
+        return np.full(len(cover), -1, dtype=np.int64)
     owners = np.where(cover.max(axis=1) >= min_cover, cover.argmax(axis=1), -1)
-    for k in range(len(objects)):
+    for k in range(cover.shape[1]):
         if not (owners == k).any():
             anchor = int(cover[:, k].argmax())
             if owners[anchor] == -1:
                 owners[anchor] = k
     return owners
+
+
+def token_owners(objects: Sequence[ShapeObject], img_size: int, grid: tuple[int, int],
+                 min_cover: float = 0.25) -> np.ndarray:
+    """The object that each token's patch belongs to.
+
+    Args:
+        objects: The drawn objects.
+        img_size: Image side in pixels.
+        grid: ``(h, w)`` token grid.
+        min_cover: Smallest covered fraction of a patch that makes it an object's.
+
+    Returns:
+        ``(h * w,)`` int array in row-major grid order: ``-1`` background, else the
+        index into ``objects``.
+    """
+    return owners_from_cover(patch_cover(objects, img_size, grid), min_cover)
 
 
 def scene_targets(objects: Sequence[ShapeObject], img_size: int, grid: tuple[int, int],

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ptlib import course
-from ptlib.pretrain.job import _model, encoder_init_value, pretrained_encoder
+from ptlib.pretrain.job import encoder_init_value, pretrain_model, pretrained_encoder
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "frozen": ("model.freeze_encoder=true", "train.cache_features=true"),
@@ -37,7 +37,7 @@ def variant_overrides(name: str, variant: str, profile: course.Profile | str | N
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
-    model = _model(profile, name)
+    model = pretrain_model(profile, name)
     return [*model.overrides, f"model.encoder_init={encoder_init_value(profile, name)}",
             *VARIANTS[variant]]
 
@@ -56,7 +56,7 @@ def pretrained_captioner(name: str, variant: str, profile: course.Profile | str 
 
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
-    model = _model(profile, name)
+    model = pretrain_model(profile, name)
     pretrained_encoder(name, profile)
     suffix = name[len(model.backbone) + 1:] + "_" if name != model.backbone else ""
     return trained_captioner(model.backbone, profile,

@@ -197,10 +197,10 @@ def pretrain_encoder(
             minutes += (now - tick) / 60
             tick = now
             if step % cfg.log_every == 0 or step == cfg.total_steps:
-                history.append({"step": step, "loss": round(float(loss), 4),
+                history.append({"step": step, "loss": round(loss.item(), 4),
                                 **{k: round(v, 4) for k, v in parts.items()}})
                 if verbose:
-                    print(f"[pretrain] step {step}/{cfg.total_steps} loss {float(loss):.3f} "
+                    print(f"[pretrain] step {step}/{cfg.total_steps} loss {loss.item():.3f} "
                           f"({minutes:.1f} min)", flush=True)
             if step % cfg.checkpoint_every == 0:
                 save()

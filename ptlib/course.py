@@ -63,7 +63,7 @@ PROFILE_NAMES: tuple[str, ...] = ("ci", "cpu", "gpu", "coco")
 
 PROFILE_KEYS: tuple[str, ...] = (
     "description", "seed", "base", "runs", "coco_runs", "inference", "train", "study",
-    "grounding", "coco",
+    "grounding", "pretrain", "coco",
 )
 """The keys a profile in ``ptlib/configs/profiles.yaml`` may have (each read by someone)."""
 

@@ -18,6 +18,19 @@ def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
     for backbone in BACKBONES:
         jobs[f"captioner-{backbone}"] = lambda force, b=backbone: trained_captioner(
             b, profile, force=force)
+    if "pretrain" in profile.settings:  # chapter 4b: pretrained encoders, then captioners
+        from ptlib.pretrain.job import pretrain_models, pretrained_encoder
+        from ptlib.pretrain.variants import VARIANTS, pretrained_captioner
+
+        models = pretrain_models(profile)
+        for model in models:
+            jobs[f"pretrain-{model.name}"] = lambda force, n=model.name: pretrained_encoder(
+                n, profile, force=force)
+        for model in models:
+            for variant in VARIANTS:
+                jobs[f"captioner-{model.name}-pretrained_{variant}"] = (
+                    lambda force, n=model.name, v=variant: pretrained_captioner(
+                        n, v, profile, force=force))
     jobs["memorisation"] = lambda force: trained_captioner(
         "convnext", profile, overrides=train_section.get("memorise_overrides", []),
         tag="memorise", force=force)

@@ -138,6 +138,10 @@ class Captioner(nn.Module):
             freeze=config.freeze_encoder,
             encoder_kwargs=config.encoder_kwargs,
         )
+        if config.encoder_init is not None:
+            from ptlib.pretrain.checkpoint import load_encoder_init
+
+            load_encoder_init(encoder, config.encoder_init)
         projection = VisualProjection(
             encoder.width,
             config.d_model,

@@ -39,6 +39,9 @@ class CaptionerConfig:
         encoder_kwargs: Extra ``timm.create_model`` arguments that change the encoder's
             architecture (e.g. ``{"patch_size": 8, "depth": 4}``); ``None`` for timm's.
         freeze_encoder: Freeze the encoder (eval mode, no gradients).
+        encoder_init: A slim pretrained-encoder checkpoint to start the encoder from
+            (:mod:`ptlib.pretrain`; a path, relative ones under the results folder such as
+            ``cpu/pretrain/vit/encoder.pt``), or ``None`` for ``pretrained``'s weights.
         d_model: Transformer width.
         n_encoder_layers: Transformer encoder layers over projected tokens.
         n_decoder_layers: Decoder layers.
@@ -65,6 +68,7 @@ class CaptionerConfig:
     pretrained: bool | str = False
     encoder_kwargs: dict[str, Any] | None = None
     freeze_encoder: bool = False
+    encoder_init: str | None = None
     d_model: int = 512
     n_encoder_layers: int = 2
     n_decoder_layers: int = 2

@@ -234,7 +234,7 @@ def load_captioner(
     try:
         vocab = Vocabulary(saved_vocab["itos"], saved_vocab.get("counts"))
         # The checkpoint holds every weight: never fetch pretrained ones again.
-        model_section = {**run_config["model"], "pretrained": False}
+        model_section = {**run_config["model"], "pretrained": False, "encoder_init": None}
         model = build_model(model_section, vocab)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"checkpoint {path}: its model config or vocabulary is invalid "

@@ -1,0 +1,55 @@
+"""The ``ptlib results`` pretraining jobs and the profiles' pretraining plans."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ptlib import course
+from ptlib.experiments.command import _experiments
+from ptlib.pretrain import (
+    encoder_file,
+    pretrain_config,
+    pretrain_models,
+    pretrained_encoder,
+    resolve_encoder_init,
+)
+
+
+def test_profiles_plan_the_same_images_for_every_encoder():
+    for name in ("ci", "cpu", "gpu"):
+        profile = course.get_profile(name, check_data=False)
+        models = {m.name: m for m in pretrain_models(profile)}
+        assert set(models) == {"vit", "convnext", "convnext_s16"}
+        assert models["convnext_s16"].overrides == ("model.feature_stride=16",)
+        jobs = _experiments(profile)
+        for model in models:
+            assert f"pretrain-{model}" in jobs
+            assert f"captioner-{model}-pretrained_frozen" in jobs
+    cpu = pretrain_config(course.get_profile("cpu"))
+    assert 0 < cpu.max_minutes <= 60  # the issue's budget per encoder
+    assert cpu.images * cpu.epochs >= 10 * 6000  # far more than the captioning split
+
+
+def test_unknown_model_keys_are_refused(monkeypatch):
+    profile = course.get_profile("ci")
+    settings = {**profile.settings, "pretrain": {**profile.settings["pretrain"],
+                                                 "models": {"vit": {"backbone": "vit",
+                                                                    "imgs": 3}}}}
+    broken = dataclasses.replace(profile, settings=settings)
+    with pytest.raises(ValueError, match="unknown keys \\['imgs'\\]"):
+        pretrain_models(broken)
+
+
+def test_pretrain_job_stores_and_loads(isolated_dirs, capsys):
+    """The ci job trains once, stores a record and the slim encoder, then loads."""
+    first = pretrained_encoder("vit", "ci")
+    target = encoder_file("ci", "vit")
+    assert target.is_file() and resolve_encoder_init(first["encoder_file"]) == target
+    assert first["pretrain"]["status"] == "finished" and first["pretrain"]["steps"] == 4
+    assert set(first["probe"]) == {"random", "pretrained"}
+    assert set(first["probe"]["pretrained"]) == {"colour", "shape", "size", "object"}
+    capsys.readouterr()
+    again = pretrained_encoder("vit", "ci")
+    assert again == first and "loaded ci/pretrain/vit" in capsys.readouterr().out

@@ -255,7 +255,9 @@ def test_stored_cpu_results_still_load(monkeypatch):
     monkeypatch.setattr(captioners, "train_run", no_training)
     profile = course.get_profile("cpu")
     assert course.results_dir(create=False).resolve() == RESULTS.parent.resolve()
-    for job in _experiments(profile).values():
+    for name, job in _experiments(profile).items():
+        if "pretrain" in name:  # issue 14's pretrained encoders: not run on cpu yet
+            continue
         job(False)
     open_sweeps = True
     monkeypatch.setattr(study, "_sweep", lambda run, *args, **kwargs: {"run": run.name})

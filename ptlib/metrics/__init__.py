@@ -33,6 +33,8 @@ from ptlib.metrics.correctness import (
     load_ground_truth,
     match_groups,
     parse_model_caption,
+    relation_groups,
+    relation_verdict_kind,
     score_correctness,
 )
 from ptlib.metrics.grounding import (
@@ -72,6 +74,8 @@ __all__ = [
     "metrics_path_for",
     "most_frequent_caption_baseline",
     "parse_model_caption",
+    "relation_groups",
+    "relation_verdict_kind",
     "point_caption",
     "pointing_game",
     "python_tokenize",

@@ -454,10 +454,10 @@ def test_relation_falls_back_to_the_matched_group_and_a_group_never_relates_to_i
     [
         ("left_of", (10, 50), (50, 50), "holds"),
         ("right_of", (10, 50), (50, 50), "opposite"),
-        ("above", (10, 50), (50, 50), "none"),
+        ("above", (10, 50), (50, 50), "other_axis"),
         ("above", (10, 10), (50, 50), "holds"),
         ("below", (10, 10), (50, 50), "opposite"),
-        ("above", (10, 50), (50, 52), "none"),
+        ("above", (10, 50), (14, 52), "none"),
         ("left_of", (50, 10), (52, 60), "other_axis"),
     ],
 )

@@ -45,6 +45,7 @@ from ptlib.metrics.grounding import (
     pointing_game,
 )
 from ptlib.metrics.references import (
+    best_constant_caption,
     most_frequent_caption_baseline,
     reference_agreement,
     score_against_folds,
@@ -72,6 +73,7 @@ __all__ = [
     "load_ground_truth",
     "match_groups",
     "metrics_path_for",
+    "best_constant_caption",
     "most_frequent_caption_baseline",
     "parse_model_caption",
     "relation_groups",

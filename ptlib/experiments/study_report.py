@@ -20,7 +20,8 @@ from ptlib.experiments.pruning_study import StudyResult
 METRIC_LABELS: dict[str, str] = {
     "cider": "CIDEr-D",
     "bleu4": "BLEU-4",
-    "exact_set": "exact object-set accuracy",
+    "exact_set": "strict exact object-set accuracy",
+    "exact_set_lenient": "lenient exact object-set accuracy",
     "shape_accuracy": "shape accuracy",
     "hallucination_rate": "hallucination rate",
     "kept_object_recall": "kept-object recall",

@@ -25,6 +25,8 @@ Prints, from stored data only (nothing is trained or generated):
 Usage::
 
     PTLIB_PROFILE=cpu python scripts/relation_analysis.py [--profile cpu]
+    # section 1-2 for a freshly generated dataset with the proposed fix
+    python scripts/relation_analysis.py --relation-rule dominant --n-images 1000
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,8 +44,19 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from ptlib import course  # noqa: E402
-from ptlib.data.grammar import RELATION_PHRASES, RELATIONS, relation_holds  # noqa: E402
-from ptlib.data.shapes import ShapesConfig, ensure_shapes_dataset, shapes_paths  # noqa: E402
+from ptlib.data.grammar import (  # noqa: E402
+    RELATION_PHRASES,
+    RELATIONS,
+    dominant_relations,
+    relation_holds,
+    true_relations,
+)
+from ptlib.data.shapes import (  # noqa: E402
+    ShapesConfig,
+    ensure_shapes_dataset,
+    generate_shapes_dataset,
+    shapes_paths,
+)
 from ptlib.metrics.correctness import (  # noqa: E402
     RELATION_VERDICT_KINDS,
     SceneTruth,
@@ -92,7 +107,25 @@ def any_relation(truth: SceneTruth, relations: tuple[str, ...]) -> bool:
                for r in relations)
 
 
-def references_section(root: Path) -> None:
+def subject_determined(truth: dict[int, SceneTruth], rule: str) -> tuple[int, int]:
+    """``(determined, total)`` over (image, subject group) pairs that may be stated.
+
+    ``determined`` counts the pairs for which every stateable triple with that subject
+    uses the same relation word, so that once a caption has named its subject the
+    relation word follows from the image.
+    """
+    find = dominant_relations if rule == "dominant" else true_relations
+    determined = total = 0
+    for scene in truth.values():
+        words: dict[int, set[str]] = {}
+        for subject, relation, _ in find(scene.group_centres, scene.image_side):
+            words.setdefault(subject, set()).add(relation)
+        total += len(words)
+        determined += sum(len(w) == 1 for w in words.values())
+    return determined, total
+
+
+def references_section(root: Path, rule: str = "any") -> None:
     truth = load_ground_truth(shapes_paths(root, "train")[2])
     annotations = json.loads(shapes_paths(root, "train")[1].read_text())["annotations"]
     multi = {i: t for i, t in truth.items() if len(t.groups) > 1}
@@ -108,6 +141,9 @@ def references_section(root: Path) -> None:
           f"{pct(sum(n > 1 for n in triples), len(triples))} "
           "(every related pair gives at least two: 'A left of B' and 'B right of A')")
     print(f"related group pairs apart along both axes (diagonal): {pct(diagonal, pairs)}")
+    determined, total = subject_determined(multi, rule)
+    print(f"(image, subject) pairs whose relation word follows from the image once the "
+          f"subject is named (relation_rule={rule!r}): {pct(determined, total)}")
     stated = Counter(a["relation"]["relation"] for a in annotations if a["relation"])
     n_stated = sum(stated.values())
     print("relation words in the references: " + ", ".join(
@@ -191,11 +227,26 @@ def caption_section(profile: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default=None, help="results/<profile> (default: PTLIB_PROFILE)")
+    parser.add_argument("--relation-rule", choices=("any", "dominant"), default=None,
+                        help="generate N training images with this rule (in a temporary "
+                             "folder) and print sections 1-2 for them only")
+    parser.add_argument("--n-images", type=int, default=1000,
+                        help="training images to generate with --relation-rule")
     args = parser.parse_args(argv)
     profile = course.get_profile(args.profile)
     section = dict(profile.section("data"))
     if section.get("dataset", "shapes") != "shapes":
         parser.error(f"profile {profile.name!r} does not use the shapes dataset")
+    if args.relation_rule is not None:
+        base = ShapesConfig.from_section(section)
+        config = ShapesConfig(**{**asdict(base), "n_train": args.n_images, "n_val": 0,
+                                 "n_test": 0, "n_compositional": 0,
+                                 "relation_rule": args.relation_rule})
+        with tempfile.TemporaryDirectory() as tmp:
+            generate_shapes_dataset(tmp, config)
+            print(f"relation_rule={args.relation_rule!r}, {args.n_images} generated images")
+            references_section(Path(tmp), args.relation_rule)
+        return 0
     root = dataset_root(section)
     references_section(root)
     metric_section(root)

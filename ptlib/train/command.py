@@ -76,8 +76,10 @@ def _format_scores(scores: dict[str, Any]) -> str:
     correctness = scores.get("correctness")
     if correctness:
         lines.append(
-            "correctness: exact object set "
-            f"{100 * correctness['exact_set_accuracy']:.1f}%, unparseable "
+            "correctness: strict exact object set "
+            f"{100 * correctness['exact_set_accuracy']:.1f}% (lenient "
+            f"{100 * correctness.get('exact_set_accuracy_lenient', float('nan')):.1f}%), "
+            "unparseable "
             f"{correctness['n_unparseable']}/{correctness['n_images']}"
         )
     return "\n".join(lines)

@@ -29,7 +29,8 @@ without an earlier mention (the grammar reads it as one object if singular,
 two if plural).
 
 **Matching named groups to true groups** (:func:`match_groups`), used for the
-per-attribute accuracies, the confusion matrices and the relation check: a
+per-attribute accuracies, the confusion matrices and (only as a fallback, see
+``relation_accuracy``) the relation check: a
 one-to-one matching in which a named group may only be paired with a true
 group that has the same colour or the same shape (a named group sharing
 neither describes no object of the image: it is a hallucination, and the

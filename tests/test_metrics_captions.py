@@ -16,6 +16,7 @@ import pytest
 
 from ptlib.metrics import (
     CaptionScorer,
+    best_constant_caption,
     java_available,
     most_frequent_caption_baseline,
     reference_agreement,
@@ -359,3 +360,41 @@ def test_floor_is_the_baseline_caption_scored_on_the_same_folds(scorer):
         assert floor[key] == same[key]
     ceiling = reference_agreement(FIVE_REFERENCES, scorer=scorer)
     assert floor["CIDEr-D"] < ceiling["CIDEr-D"]
+
+
+def test_best_constant_caption_breaks_a_frequency_tie_by_training_cider_not_the_alphabet():
+    # Every image has one reference per template, so the five phrasings of "a red circle"
+    # tie on count; the bare phrase is alphabetically first but shares the fewest n-grams
+    # with the other references.
+    templates = ["{}", "an image of {}", "a picture of {}", "there is {}",
+                 "{} on a noisy background"]
+    train = {i: [t.format(kind) for t in templates]
+             for i, kind in enumerate(["a red circle"] * 4 + ["a blue square"] * 3)}
+    assert most_frequent_caption_baseline(train) == "a picture of a red circle"
+    choice = best_constant_caption(train, top_k=1)
+    counts = {c["caption"]: c["count"] for c in choice["candidates"]}
+    assert counts == {t.format("a red circle"): 4 for t in templates}  # the tie, all kept
+    ciders = [c["train_cider"] for c in choice["candidates"]]
+    assert ciders == sorted(ciders, reverse=True) and ciders[0] > ciders[-1]
+    assert choice["caption"] == choice["candidates"][0]["caption"]
+    assert choice["caption"] != "a red circle"
+    wider = best_constant_caption(train, top_k=2)
+    assert len(wider["candidates"]) == 10
+    assert best_constant_caption(train, top_k=1, max_images=2)["rule"].endswith("2 training images")
+    with pytest.raises(TypeError, match="must map training image id"):
+        best_constant_caption(["a red circle"])
+    with pytest.raises(ValueError, match="top_k"):
+        best_constant_caption(train, top_k=0)
+
+
+def test_floor_model_ceiling_uses_the_best_constant_caption():
+    from ptlib.train.evaluate import floor_model_ceiling
+
+    train = {1: ["a red circle", "an image of a red circle"],
+             2: ["a red circle", "an image of a red circle"]}
+    predictions = {i: refs[0] for i, refs in FIVE_REFERENCES.items()}
+    folds = floor_model_ceiling(predictions, FIVE_REFERENCES, train, metrics=("CIDEr",))
+    assert folds["floor"]["caption"] == best_constant_caption(train)["caption"]
+    assert {c["caption"] for c in folds["floor"]["choice"]["candidates"]} == set(train[1])
+    with pytest.raises(TypeError, match="train_references must map"):
+        floor_model_ceiling(predictions, FIVE_REFERENCES, train[1], metrics=("CIDEr",))

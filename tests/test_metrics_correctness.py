@@ -19,6 +19,8 @@ from ptlib.metrics import (
     load_ground_truth,
     match_groups,
     parse_model_caption,
+    relation_groups,
+    relation_verdict_kind,
     score_correctness,
     shape_confusion_matrix,
 )
@@ -63,7 +65,8 @@ def test_references_score_perfectly(shapes_split):
         result = score_correctness({i: refs[k] for i, refs in references.items()}, truth)
         assert result["n_images"] == result["n_parsed"] == 200
         assert result["n_unparseable"] == 0 and result["unparseable_examples"] == []
-        assert result["exact_set_accuracy"] == result["exact_set_accuracy_strict"] == 1.0
+        assert result["exact_set_accuracy"] == result["exact_set_accuracy_lenient"] == 1.0
+        assert result["exact_set_accuracy_sized"] == 1.0
         assert result["attribute_accuracy"] == {"colour": 1.0, "size": 1.0, "shape": 1.0,
                                                 "count": 1.0}
         assert result["n_matched_groups"] == result["n_true_groups"] == result["n_named_groups"]
@@ -118,7 +121,9 @@ def test_scene_truth_groups():
 
 def test_correct_caption_is_perfect():
     judgement = judge_caption(CORRECT, SCENE)
-    assert judgement.exact_set and judgement.exact_set_strict and judgement.relation_ok is True
+    assert judgement.exact_set and judgement.exact_set_sized and judgement.relation_ok is True
+    assert judgement.exact_set_lenient and judgement.relation_exact
+    assert judgement.relation_kind == "holds"
     assert judgement.missing == judgement.extra == {} and judgement.hallucinated == ()
     result = _score(CORRECT)
     assert result["exact_set_accuracy"] == 1.0 and result["relation_accuracy"] == 1.0
@@ -199,9 +204,9 @@ def test_wrong_count():
     assert result["hallucination_rate"] == 0.0
 
 
-def test_wrong_size_is_exact_but_not_strict():
+def test_wrong_size_is_exact_but_not_sized():
     result = _score("a large red circle, a large blue star and two small green triangles")
-    assert result["exact_set_accuracy"] == 1.0 and result["exact_set_accuracy_strict"] == 0.0
+    assert result["exact_set_accuracy"] == 1.0 and result["exact_set_accuracy_sized"] == 0.0
     assert result["attribute_accuracy"]["size"] == pytest.approx(2 / 3)
     assert result["object_precision"] == 1.0 and result["object_precision_strict"] == 0.75
 
@@ -212,7 +217,11 @@ def test_false_relation():
     assert result["exact_set_accuracy"] == 1.0
     assert result["n_relation_asserted"] == result["n_relation_scored"] == 1
     assert result["relation_accuracy"] == 0.0
-    assert _score(caption.replace("to the right of", "above"))["relation_accuracy"] == 0.0
+    assert result["relation_breakdown"] == {"holds": 0, "opposite": 1, "other_axis": 0,
+                                            "none": 0, "self": 0}
+    # the circle is level with the star (left of it): "above" is the other axis
+    above = _score(caption.replace("to the right of", "above"))
+    assert above["relation_accuracy"] == 0.0 and above["relation_breakdown"]["other_axis"] == 1
     # plural subject: every triangle must be left of the star (50 + 8 <= 75)
     assert _score("two small green triangles are to the left of a large blue star")[
         "relation_accuracy"] == 1.0
@@ -355,3 +364,107 @@ def test_bad_instances_file_is_named(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(AnnotationError, match="image_id 9"):
         load_ground_truth(path)
+
+
+# --------------------------------------------------------------------------- strict exact set
+
+
+TWO_CIRCLES = SceneTruth(
+    image_id=2, width=100, height=100,
+    objects=(
+        _object("circle", "red", "large", (20, 30)),
+        _object("circle", "red", "large", (20, 70)),
+        _object("star", "blue", "large", (75, 50)),
+    ),
+)
+
+
+def test_naming_a_kind_twice_earns_only_lenient_credit():
+    repeated = ("a large red circle is to the left of a large blue star "
+                "and there is also a large red circle")
+    judgement = judge_caption(repeated, TWO_CIRCLES)
+    assert judgement.repeated and judgement.exact_set_lenient
+    assert not judgement.exact_set and not judgement.exact_set_sized
+    once = "two large red circles are to the left of a large blue star"
+    assert judge_caption(once, TWO_CIRCLES).exact_set
+    result = score_correctness({1: repeated, 2: once}, {1: TWO_CIRCLES, 2: TWO_CIRCLES})
+    assert result["exact_set_accuracy"] == 0.5
+    assert result["exact_set_accuracy_lenient"] == 1.0
+    assert result["exact_set_accuracy_sized"] == 0.5
+
+
+# --------------------------------------------------------------------------- relation objects
+
+
+def test_relation_is_judged_on_the_named_kind_not_a_substitute_false_to_true():
+    # The matching pairs the first "large purple circle" with the small red circle (the
+    # repeated kind can take the true purple circle only once); the relation is about a
+    # large purple circle, which exists, and it is right of the green circle.
+    scene = SceneTruth(
+        image_id=3, width=100, height=100,
+        objects=(
+            _object("circle", "green", "large", (40, 50)),
+            _object("circle", "red", "small", (10, 50)),
+            _object("circle", "purple", "large", (80, 50)),
+        ),
+    )
+    caption = ("a large purple circle is to the right of a large green circle "
+               "and there is also a large purple circle")
+    judgement = judge_caption(caption, scene)
+    matched = dict(judgement.matches)
+    assert scene.groups[matched[0]].colour == "red"  # the substitute the old rule judged on
+    assert judgement.relation_ok is True and judgement.relation_exact
+    assert relation_groups(judgement.relation, judgement.named, judgement.matches,
+                           scene.groups) == (2, 0, True)
+
+
+def test_relation_is_judged_on_the_named_kind_not_a_substitute_true_to_false():
+    # "the large green triangle" is the image's pair of green triangles (left), but the
+    # matching gives the singular named triangle to the green star (right of the circle).
+    scene = SceneTruth(
+        image_id=4, width=100, height=100,
+        objects=(
+            _object("circle", "blue", "large", (50, 50)),
+            _object("star", "green", "large", (88, 50)),
+            _object("triangle", "green", "large", (15, 20)),
+            _object("triangle", "green", "large", (15, 80)),
+        ),
+    )
+    caption = ("a picture of a large green triangle a large blue circle and two large "
+               "green triangles with the large green triangle to the right of the large "
+               "blue circle")
+    judgement = judge_caption(caption, scene)
+    assert scene.groups[dict(judgement.matches)[0]].shape == "star"
+    assert judgement.relation_ok is False and judgement.relation_kind == "opposite"
+
+
+def test_relation_falls_back_to_the_matched_group_and_a_group_never_relates_to_itself():
+    # wrong size: no exact "large red circle", so the matched small red circle is used
+    fallback = judge_caption("a large red circle is to the left of a large blue star", SCENE)
+    assert fallback.relation_ok is True and not fallback.relation_exact
+    self_relation = judge_caption(
+        "a large red circle is above a large red circle and there is also a large blue star",
+        TWO_CIRCLES,
+    )
+    assert self_relation.relation_ok is False and self_relation.relation_kind == "self"
+
+
+@pytest.mark.parametrize(
+    ("relation", "subject", "obj", "kind"),
+    [
+        ("left_of", (10, 50), (50, 50), "holds"),
+        ("right_of", (10, 50), (50, 50), "opposite"),
+        ("above", (10, 50), (50, 50), "other_axis"),
+        ("above", (10, 10), (50, 50), "holds"),
+        ("below", (10, 10), (50, 50), "opposite"),
+        ("above", (10, 50), (14, 52), "none"),
+        ("left_of", (50, 10), (52, 60), "other_axis"),
+    ],
+)
+def test_relation_verdict_kind(relation, subject, obj, kind):
+    assert relation_verdict_kind(relation, [subject], [obj], 100) == kind
+
+
+def test_relation_verdict_kind_rejects_an_unknown_relation():
+    with pytest.raises(ValueError, match="relation must be one of"):
+        relation_verdict_kind("near", [(0, 0)], [(1, 1)], 100)

@@ -66,6 +66,18 @@ Image coordinates: x grows to the right, y grows downwards. For groups ``A`` and
 
 A relation is only ever stated when it holds for every member of both groups.
 
+Which true relation a reference states is set by the dataset's
+``relation_rule`` (:class:`ptlib.data.shapes.ShapesConfig`):
+
+* ``"any"`` (the default, and every stored result): any true triple of any
+  two groups, so a diagonal pair can be stated along either axis and the
+  image -> relation mapping is one-to-many;
+* ``"dominant"``: :func:`dominant_relations`, only along the axis on which the
+  two groups are further apart (their *gap* on that axis, the distance
+  between the facing extremes of their centres, is at least the margin and
+  larger than the gap on the other axis), so each related pair has one
+  stateable fact, written from either side.
+
 Parsing rule
 ------------
 :func:`parse_caption` reads the tokens (see :func:`ptlib.data.vocab.tokenize`)
@@ -253,6 +265,52 @@ def true_relations(
                 if relation_holds(relation, centres[a], centres[b], image_size):
                     found.append((a, relation, b))
     return found
+
+
+RELATION_RULES: tuple[str, ...] = ("any", "dominant")
+"""How a reference picks its relation (see the module docstring)."""
+
+
+def axis_gap(
+    a_centres: Sequence[tuple[float, float]],
+    b_centres: Sequence[tuple[float, float]],
+    axis: int,
+) -> float:
+    """How far apart two groups are along one axis (negative when they overlap on it).
+
+    Args:
+        a_centres: ``(x, y)`` centres of one group's objects.
+        b_centres: ``(x, y)`` centres of the other group's objects.
+        axis: 0 for x (left/right), 1 for y (above/below).
+
+    Returns:
+        ``max(min b - max a, min a - max b)`` on that axis: a relation along it
+        holds (one way) exactly when this is at least the margin.
+    """
+    a = [c[axis] for c in a_centres]
+    b = [c[axis] for c in b_centres]
+    return max(min(b) - max(a), min(a) - max(b))
+
+
+def dominant_relations(
+    centres: Sequence[Sequence[tuple[float, float]]], image_size: float
+) -> list[tuple[int, str, int]]:
+    """The true relations along each pair's dominant axis (``relation_rule="dominant"``).
+
+    A triple of :func:`true_relations` is kept when the gap (:func:`axis_gap`)
+    on its axis is strictly larger than the gap on the other axis; a pair whose
+    two gaps are equal states nothing.
+
+    Args:
+        centres: For each group, the centres of its objects.
+        image_size: The image side in pixels.
+    """
+    kept = []
+    for a, relation, b in true_relations(centres, image_size):
+        axis = 0 if relation in ("left_of", "right_of") else 1
+        if axis_gap(centres[a], centres[b], axis) > axis_gap(centres[a], centres[b], 1 - axis):
+            kept.append((a, relation, b))
+    return kept
 
 
 def write_caption(

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -48,11 +48,13 @@ from PIL import Image, ImageDraw
 from ptlib.data.grammar import (
     COLOURS,
     RELATION_MARGIN,
+    RELATION_RULES,
     RELATION_TEMPLATES,
     SHAPES,
     SINGLE_GROUP_TEMPLATES,
     SIZES,
     Group,
+    dominant_relations,
     true_relations,
     write_caption,
 )
@@ -109,6 +111,11 @@ class ShapesConfig:
         max_objects: At most this many objects per image (1..4).
         seed: Generation seed.
         jpeg_quality: JPEG quality of the stored images.
+        relation_rule: Which true relation a reference may state:
+            ``"any"`` (default; every stored result) or ``"dominant"`` (only
+            along the pair's dominant axis, :func:`ptlib.data.grammar.dominant_relations`).
+            Left out of :meth:`key` and ``shapes.json`` when ``"any"``, so the
+            default dataset is the one it always was.
     """
 
     img_size: int = 96
@@ -119,9 +126,15 @@ class ShapesConfig:
     max_objects: int = 4
     seed: int = 0
     jpeg_quality: int = 90
+    relation_rule: Literal["any", "dominant"] = "any"
 
     def __post_init__(self) -> None:
+        if self.relation_rule not in RELATION_RULES:
+            raise ValueError(f"ShapesConfig.relation_rule must be one of {RELATION_RULES}, "
+                             f"got {self.relation_rule!r}")
         for f in fields(self):
+            if f.name == "relation_rule":
+                continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"ShapesConfig.{f.name} must be an integer, got {value!r}")
@@ -151,11 +164,18 @@ class ShapesConfig:
             "compositional": self.n_compositional,
         }
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields, without ``relation_rule`` when it is the default ``"any"``."""
+        values = asdict(self)
+        if values["relation_rule"] == "any":
+            del values["relation_rule"]
+        return values
+
     def key(self) -> str:
         """A folder name that differs whenever the generated files would."""
         from ptlib.runcache import config_key
 
-        digest = config_key({**asdict(self), "generator_version": GENERATOR_VERSION})
+        digest = config_key({**self.as_dict(), "generator_version": GENERATOR_VERSION})
         return f"shapes-{self.img_size}px-{self.n_train}-{digest[:8]}"
 
 
@@ -254,6 +274,7 @@ def sample_scene(
     img_size: int,
     max_objects: int = 4,
     pairs: list[tuple[str, str]] | None = None,
+    relation_rule: str = "any",
 ) -> tuple[list[Group], list[list[ShapeObject]], list[tuple[int, str, int]]]:
     """Draw the content of one image.
 
@@ -262,12 +283,18 @@ def sample_scene(
         img_size: Image side in pixels.
         max_objects: At most this many objects (1..4).
         pairs: Allowed ``(colour, shape)`` pairs; default :func:`training_pairs`.
+        relation_rule: ``"any"``: every true relation may be stated;
+            ``"dominant"``: only :func:`~ptlib.data.grammar.dominant_relations`
+            (a layout with none is redrawn).
 
     Returns:
         ``(groups, objects_per_group, relations)``: the groups, the objects of
-        each group, and every true relation between groups (never empty when
+        each group, and the relations a reference may state (never empty when
         there are two or more groups).
     """
+    if relation_rule not in RELATION_RULES:
+        raise ValueError(f"relation_rule must be one of {RELATION_RULES}, got {relation_rule!r}")
+    find_relations = dominant_relations if relation_rule == "dominant" else true_relations
     pairs = training_pairs() if pairs is None else pairs
     while True:
         groups = _sample_groups(rng, max_objects, pairs)
@@ -293,7 +320,7 @@ def sample_scene(
             for g in groups:
                 per_group.append([o for o in objects[start : start + g.count] if o is not None])
                 start += g.count
-            relations = true_relations([[o.centre for o in objs] for objs in per_group], img_size)
+            relations = find_relations([[o.centre for o in objs] for objs in per_group], img_size)
             if len(groups) == 1 or relations:
                 return groups, per_group, relations
 
@@ -359,7 +386,8 @@ def make_example(
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     rng = np.random.default_rng([config.seed, _SPLIT_CODES[split], index, GENERATOR_VERSION])
     pairs = list(HELD_OUT_PAIRS) if split == "compositional" else training_pairs()
-    groups, per_group, relations = sample_scene(rng, config.img_size, config.max_objects, pairs)
+    groups, per_group, relations = sample_scene(rng, config.img_size, config.max_objects, pairs,
+                                                config.relation_rule)
     image = render_image([o for objs in per_group for o in objs], rng, config.img_size)
     templates = SINGLE_GROUP_TEMPLATES if len(groups) == 1 else RELATION_TEMPLATES
     captions = []
@@ -410,7 +438,7 @@ def generate_shapes_dataset(
     info_common = {
         "description": "ptlib shapes: a synthetic captioning dataset in COCO layout",
         "version": str(GENERATOR_VERSION),
-        "config": asdict(config),
+        "config": config.as_dict(),
         "held_out_pairs": [list(p) for p in HELD_OUT_PAIRS],
         "relation_margin": RELATION_MARGIN,
     }

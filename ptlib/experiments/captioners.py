@@ -100,7 +100,7 @@ def evaluate_checkpoint(
     device = runtime.pick_device()
     model, vocab, config = load_captioner(checkpoint, device)
     data = build_run_data(config["data"], splits=("train", *splits), vocab=vocab)
-    train_captions = data.datasets["train"].all_captions()
+    train_references = {r.image_id: r.captions for r in data.datasets["train"].records}
     results = {}
     for split in splits:
         predictions, references = caption_dataset(
@@ -110,7 +110,7 @@ def evaluate_checkpoint(
         )
         scores = evaluate_captions(predictions, references,
                                    instances=instances_path(data, split))
-        scores["folds"] = floor_model_ceiling(predictions, references, train_captions)
+        scores["folds"] = floor_model_ceiling(predictions, references, train_references)
         scores["captions"] = {str(k): v for k, v in predictions.items()}
         results[split] = scores
     return results

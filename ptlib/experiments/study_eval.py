@@ -110,7 +110,8 @@ def score_pruning(
 
     Returns:
         ``tokens_kept`` (visual tokens the decoder attends to), ``cider``,
-        ``bleu4``, ``exact_set``, ``shape/colour/size/count_accuracy``,
+        ``bleu4``, ``exact_set`` (strict) and ``exact_set_lenient``,
+        ``shape/colour/size/count_accuracy``,
         ``hallucination_rate``, ``repetition_rate``, ``relation_accuracy``, ``n_unparseable``, ``kept_object_recall`` (mean
         over images with objects) and ``n_images``.
     """
@@ -144,7 +145,8 @@ def score_pruning(
         "tokens_kept": int(tokens_kept),
         "cider": ngram["CIDEr-D"],
         "bleu4": ngram["BLEU-4"],
-        "exact_set": correct["exact_set_accuracy"],
+        "exact_set": correct["exact_set_accuracy"],  # strict: no kind named twice
+        "exact_set_lenient": correct["exact_set_accuracy_lenient"],
         "shape_accuracy": attributes.get("shape"),
         "colour_accuracy": attributes.get("colour"),
         "size_accuracy": attributes.get("size"),

@@ -20,7 +20,8 @@ from ptlib.experiments.pruning_study import StudyResult
 METRIC_LABELS: dict[str, str] = {
     "cider": "CIDEr-D",
     "bleu4": "BLEU-4",
-    "exact_set": "exact object-set accuracy",
+    "exact_set": "strict exact object-set accuracy",
+    "exact_set_lenient": "lenient exact object-set accuracy",
     "shape_accuracy": "shape accuracy",
     "hallucination_rate": "hallucination rate",
     "kept_object_recall": "kept-object recall",
@@ -50,6 +51,23 @@ class CurvePoint:
     high: float
     n_seeds: int
     tokens_kept: int
+
+
+def exact_set_field(result: StudyResult) -> str:
+    """The exact-set field of a study's rows: strict ``exact_set``, else ``exact_set_lenient``.
+
+    Rows measured before the strict measure existed keep no captions, so only their
+    lenient figure exists (``scripts/rescore_correctness.py`` renamed it); a figure or
+    table labels the field with :data:`METRIC_LABELS`, so the lenient one is named so.
+
+    Raises:
+        ValueError: If the rows hold neither field.
+    """
+    if result.rows and all("exact_set" in row for row in result.rows):
+        return "exact_set"
+    if result.rows and all("exact_set_lenient" in row for row in result.rows):
+        return "exact_set_lenient"
+    raise ValueError("the study's rows hold neither 'exact_set' nor 'exact_set_lenient'")
 
 
 def curve(

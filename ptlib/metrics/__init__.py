@@ -33,6 +33,8 @@ from ptlib.metrics.correctness import (
     load_ground_truth,
     match_groups,
     parse_model_caption,
+    relation_groups,
+    relation_verdict_kind,
     score_correctness,
 )
 from ptlib.metrics.grounding import (
@@ -43,6 +45,7 @@ from ptlib.metrics.grounding import (
     pointing_game,
 )
 from ptlib.metrics.references import (
+    best_constant_caption,
     most_frequent_caption_baseline,
     reference_agreement,
     score_against_folds,
@@ -70,8 +73,11 @@ __all__ = [
     "load_ground_truth",
     "match_groups",
     "metrics_path_for",
+    "best_constant_caption",
     "most_frequent_caption_baseline",
     "parse_model_caption",
+    "relation_groups",
+    "relation_verdict_kind",
     "point_caption",
     "pointing_game",
     "python_tokenize",

@@ -29,7 +29,8 @@ without an earlier mention (the grammar reads it as one object if singular,
 two if plural).
 
 **Matching named groups to true groups** (:func:`match_groups`), used for the
-per-attribute accuracies, the confusion matrices and the relation check: a
+per-attribute accuracies, the confusion matrices and (only as a fallback, see
+``relation_accuracy``) the relation check: a
 one-to-one matching in which a named group may only be paired with a true
 group that has the same colour or the same shape (a named group sharing
 neither describes no object of the image: it is a hallucination, and the
@@ -40,11 +41,19 @@ to the earliest named group taking the earliest true group.
 
 **Metrics** (:func:`score_correctness`, per image :func:`judge_caption`):
 
-* ``exact_set_accuracy``: the caption names exactly the image's objects as
-  colour + shape with counts, nothing extra (size ignored; the multiset of
-  named ``(colour, shape)`` objects equals the image's).
-  ``exact_set_accuracy_strict`` also requires the right size. This is the only
-  metric over *all* images: an unparseable caption counts as wrong.
+* ``exact_set_accuracy`` (the headline, called *strict exact set* in the
+  course): the caption names exactly the image's objects as colour + shape
+  with counts, nothing extra (size ignored; the multiset of named ``(colour,
+  shape)`` objects equals the image's), **and names no kind twice**: two
+  noun phrases for the same ``(size, colour, shape)`` (``"a large red circle
+  ... and there is also a large red circle"`` for two large red circles) get
+  no credit, because no reference ever says that (each reference names each
+  kind once, with its count).
+  ``exact_set_accuracy_lenient`` (*lenient exact set*) drops the no-repeat
+  condition: it is the multiset test alone, the headline of earlier versions.
+  ``exact_set_accuracy_sized`` is the strict test with the right sizes too.
+  These are the only metrics over *all* images: an unparseable caption
+  counts as wrong.
 * Every other metric is over the *parsed* captions only (``n_parsed`` of
   ``n_images``; ``n_unparseable`` and examples are always reported).
 * ``attribute_accuracy``: ``{colour, size, shape, count}``, the fraction of
@@ -61,10 +70,27 @@ to the earliest named group taking the earliest true group.
 * ``repetition_rate``: the fraction of captions that name the same
   ``(size, colour, shape)`` group in two noun phrases.
 * ``relation_accuracy``: among captions that assert a relation whose subject
-  and object groups are both matched to true groups (``n_relation_scored`` of
+  and object can both be resolved to true groups (``n_relation_scored`` of
   ``n_relation_asserted``), the fraction for which
-  :func:`~ptlib.data.grammar.relation_holds` is true on the matched groups'
-  box centres.
+  :func:`~ptlib.data.grammar.relation_holds` is true on those groups' box
+  centres. **Resolving a relation's subject and object**
+  (:func:`relation_groups`): a named group whose ``(size, colour, shape)``
+  exists exactly in the image is the true group of that kind, whatever the
+  matching paired it with (so a relation is judged on the objects the caption
+  names whenever those exist); only a named group with no exact counterpart
+  falls back to its matched true group (a described-but-wrong object, e.g.
+  the wrong size); a named group with neither is unresolved: the relation is
+  counted in ``n_relation_asserted`` but not scored. A relation whose two ends
+  resolve to the same true group (``"a red circle is to the left of a red
+  circle"`` where the image's red circles form one group) is scored as not
+  holding: the grammar relates two different groups, never a group to itself.
+  ``n_relation_exact``: scored relations whose subject and object both exist
+  exactly. ``relation_breakdown``: the scored relations by verdict kind
+  (:func:`relation_verdict_kind`): ``holds``, ``opposite`` (the inverse
+  relation holds, e.g. ``left of`` said where ``right of`` is true),
+  ``other_axis`` (no relation on the stated axis, one on the other), ``none``
+  (no relation holds between the two groups), ``self`` (a group related to
+  itself).
 * ``shape_confusion`` / ``colour_confusion``: ``{"labels", "counts"}`` with
   ``counts[true][named]`` over matched group pairs (see
   :mod:`ptlib.metrics.confusion`).
@@ -84,6 +110,8 @@ from typing import Any
 from ptlib.data.annotations import AnnotationError, read_json, require
 from ptlib.data.grammar import (
     COLOURS,
+    INVERSE_RELATION,
+    RELATIONS,
     SHAPES,
     SIZES,
     CaptionParseError,
@@ -98,6 +126,9 @@ ATTRIBUTES: tuple[str, ...] = ("colour", "size", "shape", "count")
 """The attributes of a group that per-attribute accuracy checks."""
 
 _TIE_BREAK_ORDER: tuple[str, ...] = ("colour", "shape", "size", "count")
+
+RELATION_VERDICT_KINDS: tuple[str, ...] = ("holds", "opposite", "other_axis", "none", "self")
+"""The kinds of ``relation_breakdown``: :func:`relation_verdict_kind`'s, then ``"self"``."""
 
 
 # --------------------------------------------------------------------------- ground truth
@@ -356,16 +387,23 @@ class CaptionJudgement:
         named: The named groups, in order of first mention.
         true_groups: The image's groups (:attr:`SceneTruth.groups`).
         matches: ``(named_index, true_index)`` pairs from :func:`match_groups`.
-        exact_set: Right colour + shape objects with counts, nothing extra.
-        exact_set_strict: The same with size.
+        exact_set: Strict exact set: right colour + shape objects with counts,
+            nothing extra, no kind named twice.
+        exact_set_lenient: Right colour + shape objects with counts, nothing
+            extra (a kind named twice may still add up to the right count).
+        exact_set_sized: :attr:`exact_set` with the right sizes too.
         missing: ``(colour, shape)`` -> how many such objects the caption left out.
         extra: ``(colour, shape)`` -> how many it named beyond those in the image.
         hallucinated: Named groups whose ``(colour, shape)`` is not in the image at all.
         repeated: Whether a group is named twice.
         relation: The asserted relation (indices into ``named``), or ``None``.
-        relation_ok: Whether it holds between the matched true groups; ``None``
-            when no relation is asserted or its subject/object is unmatched.
+        relation_ok: Whether it holds between the true groups its subject and
+            object resolve to (:func:`relation_groups`); ``None`` when no
+            relation is asserted or its subject/object is unresolved.
         relation_note: Why ``relation_ok`` is ``None``, else ``""``.
+        relation_exact: Whether the subject and object both exist exactly in
+            the image (``False`` when not scored).
+        relation_kind: :func:`relation_verdict_kind` of a scored relation, else ``None``.
     """
 
     caption: str
@@ -375,7 +413,8 @@ class CaptionJudgement:
     true_groups: tuple[Group, ...]
     matches: tuple[tuple[int, int], ...]
     exact_set: bool
-    exact_set_strict: bool
+    exact_set_lenient: bool
+    exact_set_sized: bool
     missing: dict[tuple[str, str], int]
     extra: dict[tuple[str, str], int]
     hallucinated: tuple[Group, ...]
@@ -383,6 +422,8 @@ class CaptionJudgement:
     relation: Relation | None
     relation_ok: bool | None
     relation_note: str
+    relation_exact: bool = False
+    relation_kind: str | None = None
 
     def matched_pairs(self) -> list[tuple[Group, Group]]:
         """``(named_group, true_group)`` for every match."""
@@ -396,23 +437,98 @@ def _objects(groups: Sequence[Group], strict: bool) -> Counter:
     return counter
 
 
-def _relation_verdict(
-    relation: Relation | None, matches: Sequence[tuple[int, int]], truth: SceneTruth
-) -> tuple[bool | None, str]:
-    if relation is None:
-        return None, "no relation asserted"
+_AXIS: dict[str, tuple[str, str]] = {
+    "left_of": ("above", "below"), "right_of": ("above", "below"),
+    "above": ("left_of", "right_of"), "below": ("left_of", "right_of"),
+}
+
+
+def relation_groups(
+    relation: Relation, named: Sequence[Group], matches: Sequence[tuple[int, int]],
+    true_groups: Sequence[Group],
+) -> tuple[int | None, int | None, bool]:
+    """The true groups a relation's subject and object refer to (rule in the module docstring).
+
+    Args:
+        relation: The asserted relation (indices into ``named``).
+        named: The caption's groups.
+        matches: ``(named_index, true_index)`` pairs from :func:`match_groups`.
+        true_groups: The image's groups.
+
+    Returns:
+        ``(subject_true_index, object_true_index, both_exact)``: an index is
+        ``None`` when that role is unresolved; ``both_exact`` says whether both
+        resolved through an exact ``(size, colour, shape)`` counterpart.
+    """
+    by_kind = {g.kind: j for j, g in enumerate(true_groups)}
     to_true = dict(matches)
-    unmatched = [role for role, index in (("subject", relation.subject),
-                                           ("object", relation.object)) if index not in to_true]
-    if unmatched:
-        return None, f"relation {' and '.join(unmatched)} not matched to an object of the image"
-    holds = relation_holds(
-        relation.relation,
-        truth.group_centres[to_true[relation.subject]],
-        truth.group_centres[to_true[relation.object]],
+    resolved: list[int | None] = []
+    exact = True
+    for index in (relation.subject, relation.object):
+        if named[index].kind in by_kind:
+            resolved.append(by_kind[named[index].kind])
+        else:
+            exact = False
+            resolved.append(to_true.get(index))
+    subject, obj = resolved
+    return subject, obj, exact and subject is not None and obj is not None
+
+
+def relation_verdict_kind(
+    relation: str,
+    subject_centres: Sequence[tuple[float, float]],
+    object_centres: Sequence[tuple[float, float]],
+    image_size: float,
+) -> str:
+    """How a stated relation compares with the geometry of two groups.
+
+    Args:
+        relation: One of :data:`~ptlib.data.grammar.RELATIONS`.
+        subject_centres: ``(x, y)`` centres of the subject group's objects.
+        object_centres: ``(x, y)`` centres of the object group's objects.
+        image_size: The image side in pixels.
+
+    Returns:
+        ``"holds"``; ``"opposite"`` (the inverse relation holds);
+        ``"other_axis"`` (nothing holds on the stated axis, a relation on the
+        other axis does); or ``"none"`` (no relation holds).
+
+    Raises:
+        ValueError: If ``relation`` is not one of the grammar's relations.
+    """
+    if relation not in RELATIONS:
+        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
+    def holds(name: str) -> bool:
+        return relation_holds(name, subject_centres, object_centres, image_size)
+
+    if holds(relation):
+        return "holds"
+    if holds(INVERSE_RELATION[relation]):
+        return "opposite"
+    if any(holds(name) for name in _AXIS[relation]):
+        return "other_axis"
+    return "none"
+
+
+def _relation_verdict(
+    relation: Relation | None, named: Sequence[Group], matches: Sequence[tuple[int, int]],
+    truth: SceneTruth,
+) -> tuple[bool | None, str, bool, str | None]:
+    if relation is None:
+        return None, "no relation asserted", False, None
+    subject, obj, exact = relation_groups(relation, named, matches, truth.groups)
+    unresolved = [role for role, index in (("subject", subject), ("object", obj))
+                  if index is None]
+    if unresolved:
+        return (None, f"relation {' and '.join(unresolved)} not matched to an object of the "
+                "image", False, None)
+    if subject == obj:  # "a red circle is left of a red circle": not a relation of two groups
+        return False, "", exact, "self"
+    kind = relation_verdict_kind(
+        relation.relation, truth.group_centres[subject], truth.group_centres[obj],
         truth.image_side,
     )
-    return holds, ""
+    return kind == "holds", "", exact, kind
 
 
 def judge_caption(caption: str | ParsedCaption, truth: SceneTruth) -> CaptionJudgement:
@@ -430,7 +546,8 @@ def judge_caption(caption: str | ParsedCaption, truth: SceneTruth) -> CaptionJud
     if not parsed.parsed:
         return CaptionJudgement(
             caption=parsed.caption, parsed=False, reason=parsed.reason, named=(),
-            true_groups=true_groups, matches=(), exact_set=False, exact_set_strict=False,
+            true_groups=true_groups, matches=(), exact_set=False, exact_set_lenient=False,
+            exact_set_sized=False,
             missing=dict(_objects(true_groups, strict=False)), extra={}, hallucinated=(),
             repeated=False, relation=None, relation_ok=None, relation_note="unparseable caption",
         )
@@ -438,7 +555,10 @@ def judge_caption(caption: str | ParsedCaption, truth: SceneTruth) -> CaptionJud
     matches = match_groups(named, true_groups)
     named_objects, true_objects = _objects(named, False), _objects(true_groups, False)
     present = {(g.colour, g.shape) for g in true_groups}
-    relation_ok, relation_note = _relation_verdict(parsed.relation, matches, truth)
+    relation_ok, relation_note, relation_exact, relation_kind = _relation_verdict(
+        parsed.relation, named, matches, truth
+    )
+    lenient = named_objects == true_objects
     return CaptionJudgement(
         caption=parsed.caption,
         parsed=True,
@@ -446,8 +566,10 @@ def judge_caption(caption: str | ParsedCaption, truth: SceneTruth) -> CaptionJud
         named=named,
         true_groups=true_groups,
         matches=matches,
-        exact_set=named_objects == true_objects,
-        exact_set_strict=_objects(named, True) == _objects(true_groups, True),
+        exact_set=lenient and not parsed.repeated,
+        exact_set_lenient=lenient,
+        exact_set_sized=(not parsed.repeated
+                         and _objects(named, True) == _objects(true_groups, True)),
         missing=dict(true_objects - named_objects),
         extra=dict(named_objects - true_objects),
         hallucinated=tuple(g for g in named if (g.colour, g.shape) not in present),
@@ -455,6 +577,8 @@ def judge_caption(caption: str | ParsedCaption, truth: SceneTruth) -> CaptionJud
         relation=parsed.relation,
         relation_ok=relation_ok,
         relation_note=relation_note,
+        relation_exact=relation_exact,
+        relation_kind=relation_kind,
     )
 
 
@@ -536,8 +660,11 @@ def summarise_judgements(
             for image_id, j in unparseable[:max_examples]
         ],
         "exact_set_accuracy": _rate(sum(j.exact_set for j in all_judgements), n_images),
-        "exact_set_accuracy_strict": _rate(
-            sum(j.exact_set_strict for j in all_judgements), n_images
+        "exact_set_accuracy_lenient": _rate(
+            sum(j.exact_set_lenient for j in all_judgements), n_images
+        ),
+        "exact_set_accuracy_sized": _rate(
+            sum(j.exact_set_sized for j in all_judgements), n_images
         ),
         "attribute_accuracy": {
             a: _rate(sum(getattr(n, a) == getattr(t, a) for n, t in pairs), len(pairs))
@@ -559,8 +686,13 @@ def summarise_judgements(
         "repetition_rate": _rate(sum(j.repeated for j in parsed), len(parsed)),
         "n_relation_asserted": len(relation_asserted),
         "n_relation_scored": len(relation_scored),
+        "n_relation_exact": sum(j.relation_exact for j in relation_scored),
         "relation_accuracy": _rate(sum(bool(j.relation_ok) for j in relation_scored),
                                    len(relation_scored)),
+        "relation_breakdown": {
+            kind: sum(j.relation_kind == kind for j in relation_scored)
+            for kind in RELATION_VERDICT_KINDS
+        },
         "shape_confusion": {"labels": list(SHAPES),
                             "counts": confusion_counts(pairs, "shape", SHAPES)},
         "colour_confusion": {"labels": list(COLOURS),
@@ -581,7 +713,8 @@ def score_correctness(
     Returns:
         A JSON-ready dict with the keys listed (and defined) in the module
         docstring: ``n_images``, ``n_parsed``, ``n_unparseable``,
-        ``unparseable_examples``, ``exact_set_accuracy(_strict)``,
+        ``unparseable_examples``, ``exact_set_accuracy`` (strict) with
+        ``exact_set_accuracy_lenient`` and ``exact_set_accuracy_sized``,
         ``attribute_accuracy``, ``object_precision/recall/f1(_strict)``,
         ``hallucination_rate``, ``hallucinated_caption_rate``,
         ``repetition_rate``, ``relation_accuracy`` (with

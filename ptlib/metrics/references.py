@@ -4,8 +4,10 @@ A BLEU-4 of 0.5 is excellent on COCO and poor on a synthetic dataset whose
 captions follow a grammar. So every score is shown beside two others computed
 the same way on the same test images:
 
-* **floor**: :func:`score_floor`, the most frequent training caption
-  predicted for every image (a model that ignores the image);
+* **floor**: :func:`score_floor`, one constant caption predicted for every
+  image (a model that ignores the image): the best constant caption chosen
+  on the training split (:func:`best_constant_caption`), never on the
+  scored images;
 * **ceiling**: :func:`reference_agreement`, how well one human (or generator)
   reference agrees with the others;
 * **model**: :func:`score_against_folds`, the model's captions.
@@ -225,6 +227,94 @@ def most_frequent_caption_baseline(
     return min(caption for caption, count in counts.items() if count == best)
 
 
+FLOOR_TOP_K: int = 5
+"""Candidates of :func:`best_constant_caption`: the training captions with the K largest counts."""
+
+FLOOR_MAX_IMAGES: int = 1000
+"""Training images (the first by id) whose references judge the candidates."""
+
+_CONSTANT_CACHE: dict[tuple, dict[str, Any]] = {}
+
+
+def best_constant_caption(
+    train_references: Mapping[Hashable, Sequence[str]],
+    *,
+    top_k: int = FLOOR_TOP_K,
+    max_images: int = FLOOR_MAX_IMAGES,
+) -> dict[str, Any]:
+    """The floor's caption: the best constant caption, chosen on the training split only.
+
+    The rule: the candidates are the training captions (after tokenisation)
+    whose count is among the ``top_k`` largest counts (every caption tied at
+    the boundary included). Each candidate is written for every one of the
+    first ``max_images`` training images (by id) and scored with CIDEr-D
+    against those images' own references (Python tokenizer, all references,
+    no folds); the highest score wins, ties going to the alphabetically first
+    caption. Nothing from the validation or test split is used.
+
+    Why not simply the most frequent caption: on the shapes dataset every
+    single-object image has one reference per template, so the most frequent
+    count is always shared by the five phrasings of one kind ("a large blue
+    square", "an image of a large blue square", ...) and an alphabetical
+    tie-break picked the shortest, which scores lowest.
+
+    Args:
+        train_references: Training image id -> its reference captions.
+        top_k: How many of the largest counts give candidates (>= 1).
+        max_images: How many training images judge the candidates (>= 1).
+
+    Returns:
+        ``{"caption", "rule", "candidates"}``; ``candidates`` lists
+        ``{"caption", "count", "train_cider"}`` best first.
+
+    Raises:
+        TypeError: If ``train_references`` is not a mapping of image id -> captions.
+        ValueError: If it holds no caption with a word, or ``top_k``/``max_images`` < 1.
+    """
+    if not isinstance(train_references, Mapping):
+        raise TypeError("train_references must map training image id -> its captions, got "
+                        f"{type(train_references).__name__}")
+    for name, value in (("top_k", top_k), ("max_images", max_images)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive int")
+    key = (top_k, max_images, tuple(sorted((str(i), tuple(t)) for i, t in
+                                           train_references.items())))
+    cache_key = (top_k, max_images, hash(key))
+    if cache_key in _CONSTANT_CACHE:
+        return _CONSTANT_CACHE[cache_key]
+    counts: Counter[str] = Counter()
+    for image_id, texts in train_references.items():
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"train_references[{image_id!r}] holds a "
+                                f"{type(text).__name__}, not a str caption")
+            tokens = python_tokenize(text)
+            if tokens:
+                counts[" ".join(tokens)] += 1
+    if not counts:
+        raise ValueError("train_references holds no caption with a word in it")
+    kept_counts = sorted(set(counts.values()), reverse=True)[:top_k]
+    candidates = sorted(c for c, n in counts.items() if n >= kept_counts[-1])
+    judges = sorted(train_references, key=str)[:max_images]
+    refs = {i: list(train_references[i]) for i in judges if len(train_references[i])}
+    scored = []
+    with CaptionScorer(("CIDEr",), tokenizer="python") as scorer:
+        tokenized = scorer.tokenize(refs)
+        for caption in candidates:
+            cider = scorer.score_tokenized(tokenized, dict.fromkeys(tokenized, caption))["CIDEr-D"]
+            scored.append({"caption": caption, "count": counts[caption],
+                           "train_cider": float(cider)})
+    scored.sort(key=lambda c: (-c["train_cider"], c["caption"]))
+    result = {
+        "caption": scored[0]["caption"],
+        "rule": (f"best training CIDEr-D among the captions with the {top_k} largest training "
+                 f"counts, judged on the references of {len(refs)} training images"),
+        "candidates": scored,
+    }
+    _CONSTANT_CACHE[cache_key] = result
+    return result
+
+
 def score_floor(
     train_captions: Iterable[str] | Mapping[Hashable, Sequence[str]],
     references: Mapping[Hashable, Sequence[str]],
@@ -233,8 +323,9 @@ def score_floor(
     scorer: CaptionScorer | None = None,
     metrics: Iterable[str] = DEFAULT_METRICS,
     tokenizer: TokenizerChoice = "auto",
+    caption: str | None = None,
 ) -> dict[str, Any]:
-    """The floor: the most frequent training caption predicted for every test image.
+    """The floor: one constant caption predicted for every test image.
 
     Scored with :func:`score_against_folds`, like the model and the ceiling.
 
@@ -242,11 +333,14 @@ def score_floor(
         train_captions: Training captions (flat, or image id -> captions).
         references: Test image id -> reference captions.
         n_folds, scorer, metrics, tokenizer: As :func:`score_against_folds`.
+        caption: The constant caption (e.g. from :func:`best_constant_caption`);
+            default :func:`most_frequent_caption_baseline` of ``train_captions``.
 
     Returns:
         As :func:`score_against_folds`, plus ``"caption"``: the baseline caption.
     """
-    caption = most_frequent_caption_baseline(train_captions)
+    if caption is None:
+        caption = most_frequent_caption_baseline(train_captions)
     check_references(references)
     predictions = dict.fromkeys(references, caption)
     result = score_against_folds(

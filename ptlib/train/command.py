@@ -76,8 +76,10 @@ def _format_scores(scores: dict[str, Any]) -> str:
     correctness = scores.get("correctness")
     if correctness:
         lines.append(
-            "correctness: exact object set "
-            f"{100 * correctness['exact_set_accuracy']:.1f}%, unparseable "
+            "correctness: strict exact object set "
+            f"{100 * correctness['exact_set_accuracy']:.1f}% (lenient "
+            f"{100 * correctness.get('exact_set_accuracy_lenient', float('nan')):.1f}%), "
+            "unparseable "
             f"{correctness['n_unparseable']}/{correctness['n_images']}"
         )
     return "\n".join(lines)
@@ -105,8 +107,8 @@ def _eval(args: argparse.Namespace) -> int:
     scores = evaluate_captions(predictions, references, metrics=metrics,
                                instances=instances_path(data, args.split))
     if not args.no_folds:
-        train_captions = data.datasets["train"].all_captions()
-        scores["folds"] = floor_model_ceiling(predictions, references, train_captions)
+        train_references = {r.image_id: r.captions for r in data.datasets["train"].records}
+        scores["folds"] = floor_model_ceiling(predictions, references, train_references)
     scores["checkpoint"] = str(args.ckpt)
     scores["split"], scores["decoding"] = args.split, f"{method} (beam {args.beam})"
     results_path, metrics_path = write_results(out, predictions, scores)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,12 @@ from tqdm.auto import tqdm
 from ptlib.data.datasets import CaptionDataset, collate_captions
 from ptlib.data.vocab import Vocabulary
 from ptlib.metrics.captions import METRIC_KEYS, CaptionScorer, score_captions
-from ptlib.metrics.references import reference_agreement, score_against_folds, score_floor
+from ptlib.metrics.references import (
+    best_constant_caption,
+    reference_agreement,
+    score_against_folds,
+    score_floor,
+)
 
 
 @torch.no_grad()
@@ -70,7 +75,7 @@ def caption_dataset(
 def floor_model_ceiling(
     predictions: Mapping[int, str],
     references: Mapping[int, list[str]],
-    train_captions: list[str],
+    train_references: Mapping[Any, Sequence[str]],
     *,
     metrics: tuple[str, ...] = ("BLEU", "METEOR", "ROUGE_L", "CIDEr"),
 ) -> dict[str, Any]:
@@ -79,19 +84,43 @@ def floor_model_ceiling(
     In fold ``k`` every caption (the model's, the floor's, and reference ``k`` as
     the ceiling's) is scored against the image's references without reference
     ``k``; scores are averaged over the folds. A score only means something
-    between these two: the floor predicts the most frequent training caption for
-    every image, the ceiling is how well one human-style reference agrees with
-    the others.
+    between these two: the floor writes one constant caption for every image,
+    the best one chosen on the training split
+    (:func:`~ptlib.metrics.references.best_constant_caption`: among the most
+    frequent training captions, the one with the best CIDEr-D against the
+    training references; the scored split is never used to choose it); the
+    ceiling is how well one human-style reference agrees with the others.
+
+    Args:
+        predictions: Image id -> generated caption.
+        references: Image id -> the scored split's references.
+        train_references: Training image id -> its captions (e.g.
+            ``{r.image_id: r.captions for r in dataset.records}``).
+        metrics: Metrics to compute.
 
     Returns:
-        ``{"model", "floor", "ceiling"}`` (metric dicts) and ``"of_ceiling"``:
-        each metric of the model as a fraction of the ceiling.
+        ``{"model", "floor", "ceiling"}`` (metric dicts; the floor's also has
+        ``"caption"`` and ``"choice"``: the rule and the candidates with their
+        training CIDEr-D) and ``"of_ceiling"``: each metric of the model as a
+        fraction of the ceiling.
+
+    Raises:
+        TypeError: If ``train_references`` is a flat list of captions (the
+            choice needs each training image's references).
     """
+    if not isinstance(train_references, Mapping):
+        raise TypeError(
+            "floor_model_ceiling: train_references must map training image id -> captions "
+            f"(got {type(train_references).__name__}); the floor is chosen against each "
+            "training image's references"
+        )
+    choice = best_constant_caption(train_references)
     with CaptionScorer(metrics) as scorer:
         scored_refs = {i: references[i] for i in predictions}
         model = score_against_folds(scored_refs, predictions, scorer=scorer)
-        floor = score_floor(train_captions, scored_refs, scorer=scorer)
+        floor = score_floor((), scored_refs, scorer=scorer, caption=choice["caption"])
         ceiling = reference_agreement(scored_refs, scorer=scorer)
+    floor["choice"] = {"rule": choice["rule"], "candidates": choice["candidates"]}
     keys = [key for metric in metrics for key in METRIC_KEYS[metric]]
     of_ceiling = {
         k: model[k] / ceiling[k]

@@ -7,19 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
 
-from ptlib.data.datasets import CaptionDataset, collate_captions
+from ptlib.data.datasets import CaptionDataset
 from ptlib.data.vocab import Vocabulary
 from ptlib.metrics.captions import METRIC_KEYS, CaptionScorer, score_captions
 from ptlib.metrics.references import reference_agreement, score_against_folds, score_floor
+from ptlib.models.captioner import Captioner
+from ptlib.train.captioning import caption_split
 
 
-@torch.no_grad()
 def caption_dataset(
-    model: nn.Module,
+    model: Captioner,
     dataset: CaptionDataset,
     vocab: Vocabulary,
     *,
@@ -31,10 +29,10 @@ def caption_dataset(
     max_images: int = 0,
     show_progress: bool = False,
 ) -> tuple[dict[int, str], dict[int, list[str]]]:
-    """Generate one caption per image.
+    """Generate one caption per image (:func:`~ptlib.train.captioning.caption_split`).
 
     Args:
-        model: A :class:`ptlib.models.Captioner` (its ``generate`` is used).
+        model: A :class:`ptlib.models.Captioner`.
         dataset: An eval-mode dataset (all references per image).
         vocab: Decodes the generated ids.
         device: Where the model runs.
@@ -48,22 +46,12 @@ def caption_dataset(
     Returns:
         ``(predictions, references)``: image id -> caption, image id -> references.
     """
-    subset = dataset if not max_images else Subset(dataset, range(min(max_images, len(dataset))))
-    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate_captions,
-                        generator=torch.Generator())  # leaves the global RNG untouched
-    predictions: dict[int, str] = {}
-    references: dict[int, list[str]] = {}
-    for batch in tqdm(loader, desc="captioning", disable=not show_progress):
-        if len(batch) == 0:
-            continue
-        result = model.generate(
-            batch.images.to(device), method=method, beam_size=beam_size, max_len=max_len
-        )
-        for image_id, ids, refs in zip(
-            batch.image_ids.tolist(), result.tokens.tolist(), batch.references, strict=True
-        ):
-            predictions[image_id] = vocab.decode(ids)
-            references[image_id] = list(refs)
+    batches = list(caption_split(model, dataset, vocab, batch_size=batch_size, device=device,
+                                 method=method, beam_size=beam_size, max_len=max_len,
+                                 max_images=max_images, show_progress=show_progress))
+    predictions = {i: c for b in batches for i, c in zip(b.image_ids, b.captions, strict=True)}
+    references = {i: list(r) for b in batches
+                  for i, r in zip(b.image_ids, b.references, strict=True)}
     return predictions, references
 
 

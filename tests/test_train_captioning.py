@@ -21,11 +21,14 @@ GRID_TOKENS = 16  # 64 px images, 16 px patches
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
+def _single_thread():
+    """Tiny matrices: more threads only contend with other jobs on the machine."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ptlib.data.datasets import CaptionDataset
 from ptlib.data.vocab import Vocabulary
 from ptlib.metrics.captions import METRIC_KEYS, CaptionScorer, score_captions
@@ -17,41 +15,27 @@ from ptlib.train.captioning import caption_split
 
 
 def caption_dataset(
-    model: Captioner,
-    dataset: CaptionDataset,
-    vocab: Vocabulary,
-    *,
-    device: torch.device,
-    method: str = "greedy",
-    beam_size: int = 3,
-    max_len: int | None = None,
-    batch_size: int = 64,
-    max_images: int = 0,
-    show_progress: bool = False,
+    model: Captioner, dataset: CaptionDataset, vocab: Vocabulary, **options: Any
 ) -> tuple[dict[int, str], dict[int, list[str]]]:
-    """Generate one caption per image (:func:`~ptlib.train.captioning.caption_split`).
+    """Generate one caption per image of a split.
 
     Args:
         model: A :class:`ptlib.models.Captioner`.
         dataset: An eval-mode dataset (all references per image).
         vocab: Decodes the generated ids.
-        device: Where the model runs.
-        method: ``"greedy"`` or ``"beam"``.
-        beam_size: Beams per image for ``"beam"``.
-        max_len: Most generated tokens (default: the decoder's).
-        batch_size: Images per generation batch.
-        max_images: Caption only the first this many images (0 = all).
-        show_progress: Show a progress bar.
+        **options: Keyword arguments of :func:`~ptlib.train.captioning.caption_split`
+            (``device``, ``method``, ``beam_size``, ``max_len``, ``batch_size``,
+            ``max_images``, ``show_progress``).
 
     Returns:
         ``(predictions, references)``: image id -> caption, image id -> references.
     """
-    batches = list(caption_split(model, dataset, vocab, batch_size=batch_size, device=device,
-                                 method=method, beam_size=beam_size, max_len=max_len,
-                                 max_images=max_images, show_progress=show_progress))
-    predictions = {i: c for b in batches for i, c in zip(b.image_ids, b.captions, strict=True)}
-    references = {i: list(r) for b in batches
-                  for i, r in zip(b.image_ids, b.references, strict=True)}
+    predictions: dict[int, str] = {}
+    references: dict[int, list[str]] = {}
+    for batch in caption_split(model, dataset, vocab, **options):
+        predictions.update(zip(batch.image_ids, batch.captions, strict=True))
+        references.update((i, list(r)) for i, r in zip(batch.image_ids, batch.references,
+                                                       strict=True))
     return predictions, references
 
 

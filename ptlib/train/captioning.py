@@ -134,7 +134,7 @@ def caption_split(
         beam_size: Beams per image for ``"beam"``.
         max_len: Most generated tokens (default: the decoder's).
         max_images: Caption only the first this many images (0 = all).
-        need_attention: Record cross-attention (:attr:`CaptionedBatch.attention`).
+        need_attention: Record cross-attention (the batches' ``attention``).
         show_progress: Show a progress bar.
 
     Yields:

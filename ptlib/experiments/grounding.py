@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Subset
 
 from ptlib import course, runcache, runtime
-from ptlib.data.datasets import CaptionDataset, collate_captions
+from ptlib.data.datasets import CaptionDataset
 from ptlib.data.vocab import Vocabulary
 from ptlib.experiments.captioners import BACKBONES, TrainedRun, is_stored, trained_captioner
 from ptlib.metrics.correctness import SceneTruth, load_ground_truth
-from ptlib.metrics.grounding import PointingGame, generated_words
+from ptlib.metrics.grounding import PointingGame
 from ptlib.models.captioner import Captioner, reprune
+from ptlib.train.captioning import caption_split
 from ptlib.train.run import build_run_data, instances_path
 
 SPLIT = "test"
@@ -100,7 +100,7 @@ def score_pointing(
     *,
     ratio: float,
     method: str | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     batch_size: int = 64,
     max_images: int = 0,
 ) -> dict[str, Any]:
@@ -113,7 +113,7 @@ def score_pointing(
         truth: That split's objects (:func:`ptlib.metrics.load_ground_truth`).
         ratio: Fraction of visual tokens pruned at inference.
         method: Pruning method (default: the model's own; ratio 0 keeps all).
-        device: Where to run.
+        device: Where the images go (default: the model's device).
         batch_size: Images per generation batch.
         max_images: Score only the first this many images (0 = all).
 
@@ -121,20 +121,15 @@ def score_pointing(
         :meth:`ptlib.metrics.PointingGame.summary` plus ``ratio``, ``method``,
         ``kept_tokens`` (``K``) and ``memory_tokens`` (``M``, ``K + 1`` with a fused token).
     """
-    subset = dataset if not max_images else Subset(dataset, range(min(max_images, len(dataset))))
-    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate_captions,
-                        generator=torch.Generator())
     game = PointingGame(truth)
     kept = memory = 0
     pruned = reprune(model, ratio, method)
     used_method = pruned.pruner.method
-    for batch in loader:
-        if len(batch) == 0:
-            continue
-        result = pruned.generate(batch.images.to(device), return_attention=True)
-        game.add(batch.image_ids.tolist(), generated_words(result.tokens, vocab.itos),
-                 result.attention, result.kept_indices, pruned.encoder.grid)
-        kept, memory = result.kept_indices.shape[1], result.attention.shape[2]
+    for batch in caption_split(pruned, dataset, vocab, batch_size=batch_size, device=device,
+                               max_images=max_images, need_attention=True):
+        game.add(batch.image_ids, batch.words, batch.attention, batch.kept_indices,
+                 pruned.encoder.grid)
+        kept, memory = batch.kept_indices.shape[1], batch.attention.shape[2]
     return {"ratio": ratio, "method": used_method, "kept_tokens": kept, "memory_tokens": memory,
             **game.summary()}
 

@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ptlib.data.datasets import CaptionItem
 from ptlib.data.vocab import Vocabulary
 from ptlib.metrics.captions import CaptionScorer
 from ptlib.metrics.correctness import SceneTruth, load_ground_truth, score_correctness
 from ptlib.metrics.kept_objects import cell_object_area, kept_object_recall
 from ptlib.models import Captioner, reprune
+from ptlib.train.captioning import caption_split
 from ptlib.train.run import build_run_data, instances_path
 
 STUDY_METRICS: tuple[str, ...] = ("BLEU", "CIDEr")
@@ -32,19 +34,22 @@ class HeldOutSplit:
 
     Attributes:
         name: Split name (``"test"``, ``"compositional"``).
-        images: ``(n, 3, H, W)`` normalised images.
-        image_ids: The ``n`` COCO image ids, in order.
+        items: Its ``n`` dataset items (normalised images and references), in order.
         references: Image id -> reference captions (raw text).
         references_tokenized: The same, tokenised once by the scorer.
         truth: Image id -> ground-truth objects.
     """
 
     name: str
-    images: torch.Tensor
-    image_ids: list[int]
+    items: list[CaptionItem]
     references: dict[int, list[str]]
     references_tokenized: dict[int, list[str]]
     truth: dict[int, SceneTruth]
+
+    @property
+    def image_ids(self) -> list[int]:
+        """The ``n`` COCO image ids, in order."""
+        return [int(item.image_id) for item in self.items]
 
     @classmethod
     def load(
@@ -71,13 +76,10 @@ class HeldOutSplit:
         dataset = data.datasets[split]
         count = len(dataset) if not max_images else min(max_images, len(dataset))
         items = [dataset[i] for i in range(count)]
-        images = torch.stack([item.image for item in items])
-        image_ids = [int(item.image_id) for item in items]
         references = {int(item.image_id): list(item.references) for item in items}
         return cls(
             name=split,
-            images=images,
-            image_ids=image_ids,
+            items=items,
             references=references,
             references_tokenized=scorer.tokenize(references),
             truth=load_ground_truth(instances),
@@ -118,20 +120,13 @@ def score_pruning(
     model.eval()
     predictions: dict[int, str] = {}
     recalls: list[float] = []
-    grid = model.encoder.grid
-    device = next(model.parameters()).device  # the split's images stay on the CPU
+    grid = model.encoder.grid  # the grid spans the whole image
     pruned = reprune(model, ratio, method, prune_at)
     tokens_kept = pruned.num_memory_tokens
-    for start in range(0, len(split.image_ids), batch_size):
-        ids = split.image_ids[start:start + batch_size]
-        result = pruned.generate(split.images[start:start + batch_size].to(device),
-                                 method="greedy")
-        kept = result.kept_indices.cpu().numpy()
-        for row, (image_id, tokens) in enumerate(zip(ids, result.tokens.tolist(), strict=True)):
-            predictions[image_id] = vocab.decode(tokens)
-            truth = split.truth[image_id]
-            area = cell_object_area(truth, grid)  # the grid spans the whole image
-            recall = kept_object_recall(area, kept[row])
+    for batch in caption_split(pruned, split.items, vocab, batch_size=batch_size):
+        predictions.update(zip(batch.image_ids, batch.captions, strict=True))
+        for image_id, kept in zip(batch.image_ids, batch.kept_indices.numpy(), strict=True):
+            recall = kept_object_recall(cell_object_area(split.truth[image_id], grid), kept)
             if recall is not None:
                 recalls.append(recall)
     hypotheses = scorer.tokenize({i: [c] for i, c in predictions.items()})

@@ -8,6 +8,7 @@
     model, vocab, config = load_captioner(result.best_checkpoint)
 """
 
+from ptlib.train.captioning import CaptionedBatch, caption_images, caption_split
 from ptlib.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ptlib.train.config import TrainConfig
 from ptlib.train.evaluate import caption_dataset, evaluate_captions, floor_model_ceiling
@@ -18,6 +19,7 @@ from ptlib.train.runconfig import apply_overrides, load_run_config, shipped_run_
 from ptlib.train.trainer import FitResult, Trainer
 
 __all__ = [
+    "CaptionedBatch",
     "CheckpointError",
     "FeatureCache",
     "FeatureCaptioner",
@@ -28,6 +30,8 @@ __all__ = [
     "build_model",
     "build_run_data",
     "caption_dataset",
+    "caption_images",
+    "caption_split",
     "encode_dataset",
     "evaluate_captions",
     "floor_model_ceiling",

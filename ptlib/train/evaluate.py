@@ -6,12 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
-
-from ptlib.data.datasets import CaptionDataset, collate_captions
+from ptlib.data.datasets import CaptionDataset
 from ptlib.data.vocab import Vocabulary
 from ptlib.metrics.captions import METRIC_KEYS, CaptionScorer, score_captions
 from ptlib.metrics.references import (
@@ -20,55 +15,32 @@ from ptlib.metrics.references import (
     score_against_folds,
     score_floor,
 )
+from ptlib.models.captioner import Captioner
+from ptlib.train.captioning import caption_split
 
 
-@torch.no_grad()
 def caption_dataset(
-    model: nn.Module,
-    dataset: CaptionDataset,
-    vocab: Vocabulary,
-    *,
-    device: torch.device,
-    method: str = "greedy",
-    beam_size: int = 3,
-    max_len: int | None = None,
-    batch_size: int = 64,
-    max_images: int = 0,
-    show_progress: bool = False,
+    model: Captioner, dataset: CaptionDataset, vocab: Vocabulary, **options: Any
 ) -> tuple[dict[int, str], dict[int, list[str]]]:
-    """Generate one caption per image.
+    """Generate one caption per image of a split.
 
     Args:
-        model: A :class:`ptlib.models.Captioner` (its ``generate`` is used).
+        model: A :class:`ptlib.models.Captioner`.
         dataset: An eval-mode dataset (all references per image).
         vocab: Decodes the generated ids.
-        device: Where the model runs.
-        method: ``"greedy"`` or ``"beam"``.
-        beam_size: Beams per image for ``"beam"``.
-        max_len: Most generated tokens (default: the decoder's).
-        batch_size: Images per generation batch.
-        max_images: Caption only the first this many images (0 = all).
-        show_progress: Show a progress bar.
+        **options: Keyword arguments of :func:`~ptlib.train.captioning.caption_split`
+            (``device``, ``method``, ``beam_size``, ``max_len``, ``batch_size``,
+            ``max_images``, ``show_progress``).
 
     Returns:
         ``(predictions, references)``: image id -> caption, image id -> references.
     """
-    subset = dataset if not max_images else Subset(dataset, range(min(max_images, len(dataset))))
-    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=collate_captions,
-                        generator=torch.Generator())  # leaves the global RNG untouched
     predictions: dict[int, str] = {}
     references: dict[int, list[str]] = {}
-    for batch in tqdm(loader, desc="captioning", disable=not show_progress):
-        if len(batch) == 0:
-            continue
-        result = model.generate(
-            batch.images.to(device), method=method, beam_size=beam_size, max_len=max_len
-        )
-        for image_id, ids, refs in zip(
-            batch.image_ids.tolist(), result.tokens.tolist(), batch.references, strict=True
-        ):
-            predictions[image_id] = vocab.decode(ids)
-            references[image_id] = list(refs)
+    for batch in caption_split(model, dataset, vocab, **options):
+        predictions.update(zip(batch.image_ids, batch.captions, strict=True))
+        references.update((i, list(r)) for i, r in zip(batch.image_ids, batch.references,
+                                                       strict=True))
     return predictions, references
 
 

@@ -26,9 +26,10 @@ from ptlib.data.grammar import COLOURS, SIZES
 from ptlib.data.transforms import build_transform
 from ptlib.data.vocab import Vocabulary
 from ptlib.metrics.correctness import SceneTruth
-from ptlib.metrics.grounding import PointingTrial, generated_words, point_caption, shape_named_by
+from ptlib.metrics.grounding import PointingTrial, point_caption, shape_named_by
 from ptlib.models.captioner import Captioner, reprune
 from ptlib.models.pruning import pruning_methods
+from ptlib.train.captioning import caption_images
 from ptlib.viz.attention import draw_word_attention
 
 DEMO_RATIOS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(10))
@@ -135,9 +136,8 @@ def caption_with_attention(
     pixels = build_transform(height)(picture.resize((width, height)))[None].to(device)
     pruned = reprune(model, ratio, method if ratio > 0 else None)
     used_method = pruned.pruner.method
-    result = pruned.generate(pixels, return_attention=True)
-    words = generated_words(result.tokens, vocab.itos)[0]
-    attention, kept = result.attention[0], result.kept_indices[0]
+    captioned = caption_images(pruned, pixels, vocab, need_attention=True)
+    words, attention, kept = captioned.words[0], captioned.attention[0], captioned.kept_indices[0]
     grid = model.encoder.grid
     trials = [] if truth is None else point_caption(truth.image_id, words, attention, kept, grid,
                                                     truth)

@@ -391,7 +391,7 @@ class CaptionJudgement:
             nothing extra, no kind named twice.
         exact_set_lenient: Right colour + shape objects with counts, nothing
             extra (a kind named twice may still add up to the right count).
-        exact_set_sized: :attr:`exact_set` with the right sizes too.
+        exact_set_sized: ``exact_set`` with the right sizes too.
         missing: ``(colour, shape)`` -> how many such objects the caption left out.
         extra: ``(colour, shape)`` -> how many it named beyond those in the image.
         hallucinated: Named groups whose ``(colour, shape)`` is not in the image at all.

@@ -7,7 +7,7 @@ One idea per module:
 - :mod:`~ptlib.pretrain.dataset`: the stream as a dataset of tensors and targets;
 - :mod:`~ptlib.pretrain.heads`: the pretext heads and loss (why this task: see there);
 - :mod:`~ptlib.pretrain.encoder`: the exact encoder a run config's captioner builds;
-- :mod:`~ptlib.pretrain.config`: :class:`PretrainConfig`, a profile's ``pretrain`` section;
+- :mod:`~ptlib.pretrain.config`: :class:`~ptlib.pretrain.config.PretrainConfig`, a profile's ``pretrain`` section;
 - :mod:`~ptlib.pretrain.train`: the resumable, time-boxed training loop;
 - :mod:`~ptlib.pretrain.checkpoint`: slim encoder checkpoints and ``model.encoder_init``;
 - :mod:`~ptlib.pretrain.probe`: the per-token linear probe;

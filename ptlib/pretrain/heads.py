@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ptlib.pretrain.targets import ATTRIBUTES, KINDS, MAX_COUNT
 
 DENSE_HEADS: tuple[str, ...] = tuple(ATTRIBUTES)
-"""Per-token heads: ``colour``, ``shape``, ``size``."""
+"""The per-token heads (``colour``, ``shape``, ``size``)."""
 
 GLOBAL_HEADS: tuple[str, ...] = ("presence", "count")
 """Per-image heads on the mean token."""

@@ -1,7 +1,7 @@
 """``ptlib results`` jobs: pretrain each course encoder once per profile, store it, probe it.
 
 A profile's ``pretrain`` section (``ptlib/configs/profiles.yaml``) holds the
-:class:`~ptlib.pretrain.PretrainConfig` settings and, under ``models``, the
+:class:`~ptlib.pretrain.config.PretrainConfig` settings and, under ``models``, the
 encoders to pretrain: a backbone (whose run config, the profile's ``runs``,
 gives the encoder) and ``set`` overrides (``model.feature_stride=16``).
 :func:`pretrained_encoder` stores, through :func:`ptlib.runcache.run_or_load`::
@@ -130,7 +130,7 @@ def pretrained_encoder(name: str, profile: course.Profile | str | None = None, *
         force: Pretrain again even when a stored result matches.
 
     Returns:
-        The stored record: ``encoder_file`` (relative to the results folder),
+        The stored record, with ``encoder_file`` (relative to the results folder),
         ``spec``, ``pretrain`` (status, steps, images seen, minutes, images/s,
         ``accuracy`` per head, loss ``history``) and ``probe``
         (``{"random": ..., "pretrained": ...}``, see

@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if not torch.cuda.is_available():
             parser.error("no CUDA device here; use --dry-run for a CPU sanity check")
-        device = torch.device("cuda")
+        device = torch.device("cuda", torch.cuda.current_device())  # the memory cap needs an index
         total = torch.cuda.get_device_properties(device).total_memory
         fraction = min(1.0, args.card_gib * GIB / total)
         torch.cuda.set_per_process_memory_fraction(fraction, device)

@@ -53,3 +53,48 @@ def test_pretrain_job_stores_and_loads(isolated_dirs, capsys):
     capsys.readouterr()
     again = pretrained_encoder("vit", "ci")
     assert again == first and "loaded ci/pretrain/vit" in capsys.readouterr().out
+
+
+def test_cpu_profile_trains_every_pretrained_captioner_with_three_seeds():
+    profile = course.get_profile("cpu", check_data=False)
+    jobs = _experiments(profile)
+    for model in ("vit", "convnext_s16"):
+        for variant in ("frozen", "finetuned"):
+            name = f"captioner-{model}-pretrained_{variant}"
+            assert {name, f"{name}-seed1", f"{name}-seed2"} <= set(jobs)
+    # the seeds are not a pretraining setting: the stored encoders keep their keys
+    assert "captioner_seeds" not in dataclasses.asdict(pretrain_config(profile))
+
+
+def test_bad_captioner_seeds_are_refused():
+    from ptlib.pretrain.variants import captioner_seeds
+
+    profile = course.get_profile("ci")
+    settings = {**profile.settings, "pretrain": {**profile.settings["pretrain"],
+                                                 "captioner_seeds": [0, -1]}}
+    with pytest.raises(ValueError, match="captioner_seeds"):
+        captioner_seeds(dataclasses.replace(profile, settings=settings))
+
+
+def test_pretrained_captioners_state_dominant_relations():
+    from ptlib.pretrain.variants import variant_overrides
+
+    for variant in ("frozen", "finetuned"):
+        assert "data.relation_rule=dominant" in variant_overrides("vit", variant, "ci")
+
+
+def test_captioner_key_follows_the_encoder_file(isolated_dirs):
+    """New pretrained weights under the same path make a new captioner, not a stale load."""
+    from ptlib.experiments.captioners import _stored_paths
+    from ptlib.pretrain.variants import variant_overrides
+
+    profile = course.get_profile("ci")
+    overrides = variant_overrides("vit", "frozen", profile)
+    target = encoder_file(profile, "vit")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    keys = []
+    for content in (b"first weights", b"second weights"):
+        target.write_bytes(content)
+        _, key_config, checkpoint = _stored_paths("vit", profile, overrides, ("test",), "t")
+        keys.append(checkpoint.name)
+    assert keys[0] != keys[1]

@@ -85,6 +85,19 @@ def test_cache_is_reused_only_for_the_same_settings(isolated_dirs, tmp_path):
     assert FeatureCache.load(path).config["dtype"] == "float32"
 
 
+def test_cache_made_with_other_encoder_weights_is_not_reused(isolated_dirs, tmp_path):
+    """Same settings, other weights (a new ``encoder_init``, say): the tokens are encoded again."""
+    _, data, model = _setup()
+    dataset = data.datasets["train"]
+    path = tmp_path / "features.pt"
+    first = cached_or_encode(model, dataset, path, device=CPU, dtype=torch.float32)
+    with torch.no_grad():
+        next(model.encoder.parameters()).add_(1.0)
+    second = cached_or_encode(model, dataset, path, device=CPU, dtype=torch.float32)
+    assert first.config["weights"] != second.config["weights"]
+    assert not torch.equal(first.tokens, second.tokens)
+
+
 def test_trainable_encoder_cannot_be_cached(isolated_dirs):
     config = load_run_config("shapes_vit_ci")
     data = build_run_data(config["data"], splits=("train",))

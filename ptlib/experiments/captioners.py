@@ -18,6 +18,7 @@ state) in ``results/<profile>/checkpoints/``. ``make results`` produces the
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,6 +117,16 @@ def evaluate_checkpoint(
     return results
 
 
+def _file_digest(encoder_init: str) -> str:
+    """The first 16 hex digits of the SHA-256 of an ``encoder_init`` file ("missing" if absent)."""
+    from ptlib.pretrain.checkpoint import resolve_encoder_init
+
+    path = resolve_encoder_init(encoder_init)
+    if not path.is_file():
+        return "missing"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 def _stored_paths(
     backbone: str, profile: course.Profile, overrides: Sequence[str], splits: Sequence[str],
     tag: str, dataset: str = "shapes",
@@ -129,6 +140,8 @@ def _stored_paths(
     run_name = name + (f"_{tag}" if tag else "")
     key_config = {"profile": profile.name, "run": run_name, "config": config,
                   "splits": list(splits)}
+    if config["model"].get("encoder_init"):  # new pretrained weights: a new captioner
+        key_config["encoder_init_sha256"] = _file_digest(config["model"]["encoder_init"])
     key = runcache.config_key(key_config)
     checkpoint = course.results_dir() / profile.name / "checkpoints" / f"{run_name}-{key[:8]}.pt"
     return run_name, key_config, checkpoint

@@ -20,7 +20,7 @@ def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
             b, profile, force=force)
     if "pretrain" in profile.settings:  # chapter 4b: pretrained encoders, then captioners
         from ptlib.pretrain.job import pretrain_models, pretrained_encoder
-        from ptlib.pretrain.variants import VARIANTS, pretrained_captioner
+        from ptlib.pretrain.variants import VARIANTS, captioner_seeds, pretrained_captioner
 
         models = pretrain_models(profile)
         for model in models:
@@ -28,9 +28,11 @@ def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
                 n, profile, force=force)
         for model in models:
             for variant in VARIANTS:
-                jobs[f"captioner-{model.name}-pretrained_{variant}"] = (
-                    lambda force, n=model.name, v=variant: pretrained_captioner(
-                        n, v, profile, force=force))
+                for seed in captioner_seeds(profile):
+                    job = f"captioner-{model.name}-pretrained_{variant}"
+                    jobs[job + (f"-seed{seed}" if seed else "")] = (
+                        lambda force, n=model.name, v=variant, s=seed: pretrained_captioner(
+                            n, v, profile, seed=s, force=force))
     jobs["memorisation"] = lambda force: trained_captioner(
         "convnext", profile, overrides=train_section.get("memorise_overrides", []),
         tag="memorise", force=force)

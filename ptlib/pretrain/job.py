@@ -70,9 +70,10 @@ def pretrain_models(profile: course.Profile) -> list[PretrainModel]:
 
 
 def pretrain_config(profile: course.Profile) -> PretrainConfig:
-    """The profile's pretraining settings (its ``pretrain`` section without ``models``);
-    every encoder sees the same number of images."""
-    section = {k: v for k, v in profile.section("pretrain").items() if k != "models"}
+    """The profile's pretraining settings (its ``pretrain`` section without ``models`` and
+    ``captioner_seeds``); every encoder sees the same number of images."""
+    section = {k: v for k, v in profile.section("pretrain").items()
+               if k not in ("models", "captioner_seeds")}
     return PretrainConfig.from_dict(section)
 
 

@@ -17,6 +17,14 @@ from typing import Any
 from ptlib import course
 from ptlib.pretrain.job import encoder_init_value, pretrain_model, pretrained_encoder
 
+SHARED: tuple[str, ...] = ("data.relation_rule=dominant",)
+"""Overrides of every pretrained captioner. With the default ``relation_rule: any`` a
+reference states any true relation of any pair, so a diagonal pair is "left of" in one
+reference and "above" in the next: the image -> relation mapping is one-to-many and a
+captioner learns a mode that is often false (``scripts/relation_analysis.py``).
+``dominant`` states each pair's relation along the axis on which they are further apart
+(:func:`ptlib.data.grammar.dominant_relations`): one stateable fact per pair."""
+
 VARIANTS: dict[str, tuple[str, ...]] = {
     "frozen": ("model.freeze_encoder=true", "train.cache_features=true"),
     "finetuned": (),
@@ -38,19 +46,38 @@ def variant_overrides(name: str, variant: str, profile: course.Profile | str | N
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
     model = pretrain_model(profile, name)
-    return [*model.overrides, f"model.encoder_init={encoder_init_value(profile, name)}",
+    return [*model.overrides, *SHARED, f"model.encoder_init={encoder_init_value(profile, name)}",
             *VARIANTS[variant]]
 
 
+def captioner_seeds(profile: course.Profile) -> list[int]:
+    """The training seeds of the profile's pretrained captioners (``pretrain.captioner_seeds``,
+    default ``[0]``); seed 0 is the run config's own ``train.seed``."""
+    seeds = profile.section("pretrain").get("captioner_seeds", [0])
+    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise ValueError(f"profiles.yaml {profile.name}.pretrain.captioner_seeds: a list of "
+                         f"non-negative integers, got {seeds!r}")
+    return list(seeds)
+
+
 def pretrained_captioner(name: str, variant: str, profile: course.Profile | str | None = None,
-                         *, force: bool = False, splits: tuple[str, ...] = ("test",
+                         *, seed: int = 0, force: bool = False, splits: tuple[str, ...] = ("test",
                                                                              "compositional")
                          ) -> Any:
     """Train (or load) a captioner from a pretrained encoder, pretraining it first if needed.
 
+    Args:
+        name: A pretrained encoder of the profile (``vit``, ``convnext``, ``convnext_s16``).
+        variant: ``"frozen"`` or ``"finetuned"``.
+        profile: A profile or its name (default: the active one).
+        seed: The training seed; 0 is the run config's own, others add
+            ``train.seed=<seed>`` and a ``_seed<seed>`` name suffix.
+        force: Retrain even when a stored result matches.
+        splits: Held-out splits to evaluate.
+
     Returns:
         A :class:`ptlib.experiments.captioners.TrainedRun` (run name
-        ``<run config>_<suffix>pretrained_<variant>``).
+        ``<run config>_<suffix>pretrained_<variant>[_seed<seed>]``).
     """
     from ptlib.experiments.captioners import trained_captioner
 
@@ -59,6 +86,9 @@ def pretrained_captioner(name: str, variant: str, profile: course.Profile | str 
     model = pretrain_model(profile, name)
     pretrained_encoder(name, profile)
     suffix = name[len(model.backbone) + 1:] + "_" if name != model.backbone else ""
-    return trained_captioner(model.backbone, profile,
-                             overrides=variant_overrides(name, variant, profile),
-                             splits=splits, tag=f"{suffix}pretrained_{variant}", force=force)
+    overrides = variant_overrides(name, variant, profile)
+    tag = f"{suffix}pretrained_{variant}"
+    if seed:
+        overrides, tag = [*overrides, f"train.seed={seed}"], f"{tag}_seed{seed}"
+    return trained_captioner(model.backbone, profile, overrides=overrides,
+                             splits=splits, tag=tag, force=force)

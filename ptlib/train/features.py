@@ -16,6 +16,7 @@ encoding every epoch); ``ptlib`` trains shapes and COCO without augmentation.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,16 @@ class FeatureCache:
         return cls(**state["feature_cache"])
 
 
+def weights_digest(module: nn.Module) -> str:
+    """The first 16 hex digits of the SHA-256 of a module's parameters and buffers, so a
+    cache made with other weights (another ``encoder_init``, say) is never reused."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_config(model: nn.Module, dataset: CaptionDataset, dtype: torch.dtype) -> dict[str, Any]:
     """The settings a cache depends on (recorded in it and compared on reuse)."""
     config = getattr(model, "config", None)
@@ -81,6 +92,7 @@ def cache_config(model: nn.Module, dataset: CaptionDataset, dtype: torch.dtype) 
         "grid": list(encoder.grid),
         "feature_stride": getattr(encoder, "feature_stride", None),
         "pretrained": None if config is None else str(config.pretrained),
+        "weights": weights_digest(encoder),
         "img_size": None if config is None else config.img_size,
         "prune_at": model.pruner.prune_at,
         "encoder_prune": None if model.pruner.prunes_memory else [model.pruner.method,

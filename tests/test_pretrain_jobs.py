@@ -98,3 +98,17 @@ def test_captioner_key_follows_the_encoder_file(isolated_dirs):
         _, key_config, checkpoint = _stored_paths("vit", profile, overrides, ("test",), "t")
         keys.append(checkpoint.name)
     assert keys[0] != keys[1]
+
+
+def test_pretrained_captioners_train_unpruned_and_are_scored_pruned_too(isolated_dirs):
+    """Prune ratio 0 in training; the record holds the test split at ratio 0 and at 0.3."""
+    from ptlib.pretrain.variants import PRUNED_EVALUATION, pretrained_captioner
+
+    run = pretrained_captioner("vit", "frozen", "ci", splits=("test",))
+    assert run.config["model"]["prune_ratio"] == 0
+    assert run.config["data"]["relation_rule"] == "dominant"
+    pruned = run.evaluation["pruned"]
+    assert set(pruned) == {f"{m}@{r:g}" for r, m in PRUNED_EVALUATION}
+    for scores in pruned.values():
+        assert scores["n_images"] == run.evaluation["test"]["n_images"]
+        assert "exact_set_accuracy" in scores["correctness"]

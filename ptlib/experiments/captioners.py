@@ -91,15 +91,29 @@ def slim_checkpoint(source: Path, target: Path) -> Path:
 
 
 def evaluate_checkpoint(
-    checkpoint: Path, splits: Sequence[str], *, beam_size: int = 1, max_images: int = 0
+    checkpoint: Path, splits: Sequence[str], *, beam_size: int = 1, max_images: int = 0,
+    prune: tuple[float, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Caption and score each split: metrics, floor/model/ceiling folds, correctness.
 
     Captions are generated on :func:`ptlib.runtime.pick_device` (the CPU unless a GPU
     is there), scored on the CPU.
+
+    Args:
+        checkpoint: A captioner checkpoint.
+        splits: Held-out splits to caption.
+        beam_size: 1 for greedy decoding, else beam search with this width.
+        max_images: Caption only this many images per split (0: all).
+        prune: ``(ratio, method)``: caption with the pruning replaced at inference
+            (:func:`ptlib.models.reprune`), e.g. ``(0.3, "norm")``; ``None`` keeps the
+            checkpoint's own.
     """
     device = runtime.pick_device()
     model, vocab, config = load_captioner(checkpoint, device)
+    if prune is not None:
+        from ptlib.models import reprune
+
+        model = reprune(model, prune[0], prune[1])
     data = build_run_data(config["data"], splits=("train", *splits), vocab=vocab)
     train_references = {r.image_id: r.captions for r in data.datasets["train"].records}
     results = {}
@@ -129,7 +143,7 @@ def _file_digest(encoder_init: str) -> str:
 
 def _stored_paths(
     backbone: str, profile: course.Profile, overrides: Sequence[str], splits: Sequence[str],
-    tag: str, dataset: str = "shapes",
+    tag: str, dataset: str = "shapes", pruned: Sequence[tuple[float, str]] = (),
 ) -> tuple[str, dict[str, Any], Path]:
     """``(run name, run-or-load key, slim checkpoint path)`` of a course captioner."""
     name = config_name(backbone, profile, dataset)
@@ -142,6 +156,8 @@ def _stored_paths(
                   "splits": list(splits)}
     if config["model"].get("encoder_init"):  # new pretrained weights: a new captioner
         key_config["encoder_init_sha256"] = _file_digest(config["model"]["encoder_init"])
+    if pruned:  # scored again with pruning at inference (trained_captioner's `pruned`)
+        key_config["pruned"] = [[float(ratio), str(method)] for ratio, method in pruned]
     key = runcache.config_key(key_config)
     checkpoint = course.results_dir() / profile.name / "checkpoints" / f"{run_name}-{key[:8]}.pt"
     return run_name, key_config, checkpoint
@@ -155,6 +171,7 @@ def is_stored(
     splits: Sequence[str] = ("test", "compositional"),
     tag: str = "",
     dataset: str = "shapes",
+    pruned: Sequence[tuple[float, str]] = (),
 ) -> bool:
     """Whether :func:`trained_captioner` with these arguments would load, not train.
 
@@ -164,7 +181,7 @@ def is_stored(
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
     run_name, key_config, checkpoint = _stored_paths(
-        backbone, profile, overrides, splits, tag, dataset
+        backbone, profile, overrides, splits, tag, dataset, pruned
     )
     record = runcache.run_record_path(f"{profile.name}/captioners/{run_name}", key_config)
     return record.is_file() and checkpoint.is_file()
@@ -179,6 +196,7 @@ def trained_captioner(
     tag: str = "",
     force: bool = False,
     dataset: str = "shapes",
+    pruned: Sequence[tuple[float, str]] = (),
 ) -> TrainedRun:
     """Train (or load) the course's captioner for a backbone under a profile.
 
@@ -192,14 +210,28 @@ def trained_captioner(
         force: Retrain even when a stored result matches.
         dataset: ``"shapes"`` (the profile's ``runs``) or ``"coco"`` (the ``coco``
             profile's paper runs, reading COCO from :func:`ptlib.course.coco_root`).
+        pruned: ``(ratio, method)`` settings at which the first split is also scored
+            with the pruning replaced at inference; stored as
+            ``evaluation["pruned"]["<method>@<ratio>"]`` and part of the key.
     """
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
+    if pruned and not splits:
+        raise ValueError("trained_captioner: pruned evaluations need a split to score")
     run_name, key_config, checkpoint = _stored_paths(
-        backbone, profile, overrides, splits, tag, dataset
+        backbone, profile, overrides, splits, tag, dataset, pruned
     )
     config = key_config["config"]
     key = runcache.config_key(key_config)
+
+    def evaluate(checkpoint: Path) -> dict[str, Any]:
+        evaluation = evaluate_checkpoint(checkpoint, splits) if splits else {}
+        if pruned:
+            evaluation["pruned"] = {
+                f"{method}@{ratio:g}": evaluate_checkpoint(
+                    checkpoint, splits[:1], prune=(ratio, method))[splits[0]]
+                for ratio, method in pruned}
+        return evaluation
 
     def run() -> dict[str, Any]:
         out_dir = course.checkpoint_dir() / profile.name / f"{run_name}-{key[:8]}"
@@ -213,7 +245,7 @@ def trained_captioner(
         return {
             "checkpoint": str(checkpoint.relative_to(course.results_dir())),
             "history": result.history,
-            "evaluation": evaluate_checkpoint(checkpoint, splits) if splits else {},
+            "evaluation": evaluate(checkpoint),
             "train_minutes": round(minutes, 2),
             "parameters": sum(p.numel() for p in model.parameters()),
         }

@@ -21,7 +21,7 @@ def test_profiles_plan_the_same_images_for_every_encoder():
     for name in ("ci", "cpu", "gpu"):
         profile = course.get_profile(name, check_data=False)
         models = {m.name: m for m in pretrain_models(profile)}
-        assert set(models) == {"vit", "convnext", "convnext_s16"}
+        assert {"vit", "convnext_s16"} <= set(models)  # the equal-token comparison
         assert models["convnext_s16"].overrides == ("model.feature_stride=16",)
         jobs = _experiments(profile)
         for model in models:

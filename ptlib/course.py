@@ -249,6 +249,56 @@ def run_config_names(profile: Profile | str | None = None, dataset: str = "shape
     return dict(profile.settings[key])
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of a profile section's ``models:`` table (study, grounding, pretrain).
+
+    Attributes:
+        name: The entry's name, e.g. ``convnext_s16``.
+        backbone: The profile's ``runs`` key whose run config it starts from.
+        overrides: ``--set`` overrides on that run config (the entry's ``set``).
+        options: The entry's other keys (those the section allows, e.g. ``seeds``).
+    """
+
+    name: str
+    backbone: str
+    overrides: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+
+def model_specs(profile: Profile, section: str, models: Mapping[str, Any] | None = None, *,
+                options: tuple[str, ...] = ()) -> list[ModelSpec]:
+    """The ``models:`` table of a profile section, checked: the one parser of
+    ``{name: {backbone, set, ...}}`` for the study, the pointing game and pretraining.
+
+    Args:
+        profile: The profile (its ``runs`` name the backbones).
+        section: The section's name, for the error messages (``study``, ``grounding``...).
+        models: The table (default: ``profile.settings[section]["models"]``, or none).
+        options: Keys an entry may have beside ``backbone`` and ``set``.
+
+    Raises:
+        ValueError: If an entry is not a mapping, names no backbone of the profile's
+            ``runs``, or has an unknown key; the message names the entry.
+    """
+    if models is None:
+        models = profile.settings.get(section, {}).get("models") or {}
+    backbones = sorted(run_config_names(profile))
+    specs = []
+    for name, entry in models.items():
+        where = f"profiles.yaml {profile.name}.{section}.models.{name}"
+        backbone = entry.get("backbone") if isinstance(entry, Mapping) else None
+        if backbone not in backbones:
+            raise ValueError(f"{where}: backbone must be one of {backbones}, got {backbone!r}")
+        unknown = sorted(set(entry) - {"backbone", "set", *options})
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {unknown}; an entry has a backbone, "
+                             f"optional set overrides{''.join(', ' + o for o in options)}")
+        specs.append(ModelSpec(str(name), backbone, tuple(str(o) for o in entry.get("set", [])),
+                               {k: entry[k] for k in options if k in entry}))
+    return specs
+
+
 def run_overrides(profile: Profile, dataset: str = "shapes") -> list[str]:
     """``--set`` overrides a profile adds to its run configs (``PTLIB_SMOKE``'s shrinking).
 

@@ -134,8 +134,8 @@ def test_reprune_rejects_what_the_encoder_cannot_do() -> None:
 
 def test_every_profile_with_a_study_has_valid_settings() -> None:
     for name in ("ci", "cpu", "gpu"):
-        settings = study_settings(course.get_profile(name))
-        models = study_models(settings)
+        profile = course.get_profile(name)
+        models = study_models(study_settings(profile), profile)
         assert {m.backbone for m in models} == {"vit", "convnext"}
         assert all(m.seeds for m in models)
     assert study_profile("gpu").name == "gpu"

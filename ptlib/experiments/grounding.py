@@ -78,17 +78,10 @@ def grounding_models(profile: course.Profile | str | None = None) -> list[Ground
     """
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
-    specs = profile.settings.get("grounding", {}).get("models")
+    specs = course.model_specs(profile, "grounding")
     if not specs:
         return [GroundingModel(backbone, backbone) for backbone in BACKBONES]
-    models = []
-    for name, spec in specs.items():
-        backbone = spec.get("backbone") if isinstance(spec, dict) else None
-        if backbone not in BACKBONES:
-            raise ValueError(f"profiles.yaml {profile.name}.grounding.models.{name}: backbone "
-                             f"must be one of {BACKBONES}, got {backbone!r}")
-        models.append(GroundingModel(name, backbone, tuple(spec.get("set", []))))
-    return models
+    return [GroundingModel(spec.name, spec.backbone, spec.overrides) for spec in specs]
 
 
 @torch.no_grad()

@@ -138,13 +138,12 @@ def study_profile(profile: course.Profile | str | None = None) -> course.Profile
     return profile if "study" in profile.settings else course.get_profile("cpu")
 
 
-def study_models(settings: dict[str, Any]) -> list[StudyModel]:
-    """The :class:`StudyModel` list of a study section."""
-    models = []
-    for name, spec in settings["models"].items():
-        seeds = tuple(int(s) for s in spec.get("seeds", settings["seeds"]))
-        models.append(StudyModel(name, spec["backbone"], tuple(spec.get("set", [])), seeds))
-    return models
+def study_models(settings: dict[str, Any], profile: course.Profile) -> list[StudyModel]:
+    """The :class:`StudyModel` list of a study section (``settings``) of ``profile``."""
+    return [StudyModel(spec.name, spec.backbone, spec.overrides,
+                       tuple(int(s) for s in spec.options.get("seeds", settings["seeds"])))
+            for spec in course.model_specs(profile, "study", settings["models"],
+                                           options=("seeds",))]
 
 
 def _sweep_cells(
@@ -220,7 +219,7 @@ def _jobs(profile: course.Profile) -> list[_Sweep]:
     """Every sweep of the study, in run order."""
     settings = study_settings(profile)
     jobs = []
-    for spec in study_models(settings):
+    for spec in study_models(settings, profile):
         for index, seed in enumerate(spec.seeds):
             label = f"{spec.name}_s{seed}"
             overrides = ["model.prune_ratio=0", "model.prune_method=none", f"train.seed={seed}",
@@ -230,7 +229,8 @@ def _jobs(profile: course.Profile) -> list[_Sweep]:
                                 trained_method=None)
             jobs.append(_Sweep(label, spec.name, spec.backbone, seed, "none", job))
     for method in settings["trained_with"]:
-        for backbone, spec in {s.backbone: s for s in reversed(study_models(settings))}.items():
+        first_of_backbone = {s.backbone: s for s in reversed(study_models(settings, profile))}
+        for backbone, spec in first_of_backbone.items():
             # Trained like the backbone's first study model, with pruning on; with no
             # overrides and the run config's own method that is the course captioner.
             label = f"{backbone}_trained_{method}"

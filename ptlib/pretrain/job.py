@@ -53,20 +53,8 @@ def pretrain_models(profile: course.Profile) -> list[PretrainModel]:
     Raises:
         ValueError: If a model names no backbone of the profile's ``runs``.
     """
-    specs = profile.settings.get("pretrain", {}).get("models", {})
-    runs = course.run_config_names(profile)
-    models = []
-    for name, spec in specs.items():
-        backbone = spec.get("backbone") if isinstance(spec, dict) else None
-        if backbone not in runs:
-            raise ValueError(f"profiles.yaml {profile.name}.pretrain.models.{name}: backbone "
-                             f"must be one of {sorted(runs)}, got {backbone!r}")
-        unknown = sorted(set(spec) - {"backbone", "set"})
-        if unknown:
-            raise ValueError(f"profiles.yaml {profile.name}.pretrain.models.{name}: unknown keys "
-                             f"{unknown}; a model has a backbone and optional set overrides")
-        models.append(PretrainModel(name, backbone, tuple(spec.get("set", []))))
-    return models
+    return [PretrainModel(spec.name, spec.backbone, spec.overrides)
+            for spec in course.model_specs(profile, "pretrain")]
 
 
 def pretrain_config(profile: course.Profile) -> PretrainConfig:

@@ -55,13 +55,13 @@ def test_pretrain_job_stores_and_loads(isolated_dirs, capsys):
     assert again == first and "loaded ci/pretrain/vit" in capsys.readouterr().out
 
 
-def test_cpu_profile_trains_every_pretrained_captioner_with_three_seeds():
+def test_cpu_profile_trains_the_frozen_pretrained_captioners_with_three_seeds():
     profile = course.get_profile("cpu", check_data=False)
     jobs = _experiments(profile)
     for model in ("vit", "convnext_s16"):
-        for variant in ("frozen", "finetuned"):
-            name = f"captioner-{model}-pretrained_{variant}"
-            assert {name, f"{name}-seed1", f"{name}-seed2"} <= set(jobs)
+        name = f"captioner-{model}-pretrained_frozen"
+        assert {name, f"{name}-seed1", f"{name}-seed2"} <= set(jobs)
+        assert f"captioner-{model}-pretrained_finetuned" in jobs
     # the seeds are not a pretraining setting: the stored encoders keep their keys
     assert "captioner_seeds" not in dataclasses.asdict(pretrain_config(profile))
 
@@ -73,7 +73,7 @@ def test_bad_captioner_seeds_are_refused():
     settings = {**profile.settings, "pretrain": {**profile.settings["pretrain"],
                                                  "captioner_seeds": [0, -1]}}
     with pytest.raises(ValueError, match="captioner_seeds"):
-        captioner_seeds(dataclasses.replace(profile, settings=settings))
+        captioner_seeds(dataclasses.replace(profile, settings=settings), "frozen")
 
 
 def test_pretrained_captioners_state_dominant_relations():

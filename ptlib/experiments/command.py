@@ -28,7 +28,7 @@ def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
                 n, profile, force=force)
         for model in models:
             for variant in VARIANTS:
-                for seed in captioner_seeds(profile):
+                for seed in captioner_seeds(profile, variant):
                     job = f"captioner-{model.name}-pretrained_{variant}"
                     jobs[job + (f"-seed{seed}" if seed else "")] = (
                         lambda force, n=model.name, v=variant, s=seed: pretrained_captioner(

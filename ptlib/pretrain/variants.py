@@ -61,13 +61,24 @@ def variant_overrides(name: str, variant: str, profile: course.Profile | str | N
             *VARIANTS[variant]]
 
 
-def captioner_seeds(profile: course.Profile) -> list[int]:
-    """The training seeds of the profile's pretrained captioners (``pretrain.captioner_seeds``,
-    default ``[0]``); seed 0 is the run config's own ``train.seed``."""
+def captioner_seeds(profile: course.Profile, variant: str) -> list[int]:
+    """The training seeds of the profile's pretrained captioners of one variant.
+
+    ``pretrain.captioner_seeds`` is a list for every variant or a mapping per variant
+    (``{frozen: [0, 1, 2], finetuned: [0]}``); default ``[0]``. Seed 0 is the run
+    config's own ``train.seed``.
+
+    Raises:
+        ValueError: If the seeds are not a list of non-negative integers.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     seeds = profile.section("pretrain").get("captioner_seeds", [0])
+    if isinstance(seeds, dict):
+        seeds = seeds.get(variant, [0])
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ValueError(f"profiles.yaml {profile.name}.pretrain.captioner_seeds: a list of "
-                         f"non-negative integers, got {seeds!r}")
+                         f"non-negative integers (or one per variant), got {seeds!r}")
     return list(seeds)
 
 

@@ -222,9 +222,9 @@ def test_unknown_keys_fail_loudly(tmp_path, monkeypatch):
 def test_stored_cpu_results_still_load(monkeypatch):
     """Every ``ptlib results`` job under ``cpu`` loads its stored record: nothing trains.
 
-    Every captioner, study, grounding and efficiency record in ``results/cpu`` is one of
-    those loaded (a study captioner is looked up as its sweep would look it up), and the
-    chapter-6 decoding records hold the same captioner configs.
+    Every captioner, study, grounding, efficiency and pretraining record in ``results/cpu``
+    is one of those loaded (a study captioner is looked up as its sweep would look it up),
+    and the chapter-6 decoding records hold the same captioner configs.
     """
     import ptlib.experiments.captioners as captioners
     import ptlib.experiments.pruning_study as study
@@ -255,16 +255,15 @@ def test_stored_cpu_results_still_load(monkeypatch):
     monkeypatch.setattr(captioners, "train_run", no_training)
     profile = course.get_profile("cpu")
     assert course.results_dir(create=False).resolve() == RESULTS.parent.resolve()
-    for name, job in _experiments(profile).items():
-        if "pretrain" in name:  # issue 14's pretrained encoders: not run on cpu yet
-            continue
+    for job in _experiments(profile).values():
         job(False)
     open_sweeps = True
     monkeypatch.setattr(study, "_sweep", lambda run, *args, **kwargs: {"run": run.name})
     for sweep in study._jobs(profile):
         assert sweep.run(False)["run"].startswith(captioners.config_name(sweep.backbone,
                                                                          profile))
-    stored = {p.resolve() for part in ("captioners", "pruning_study", "grounding", "efficiency")
+    stored = {p.resolve() for part in ("captioners", "pruning_study", "grounding", "efficiency",
+                                                       "pretrain")
               for p in (RESULTS / part).glob("**/*.json")}
     assert stored and stored <= loaded, sorted(str(p) for p in stored - loaded)
     for backbone in captioners.BACKBONES:

@@ -112,3 +112,9 @@ def test_pretrained_captioners_train_unpruned_and_are_scored_pruned_too(isolated
     for scores in pruned.values():
         assert scores["n_images"] == run.evaluation["test"]["n_images"]
         assert "exact_set_accuracy" in scores["correctness"]
+    # only the record is stored in results/: the weights stay under checkpoints/
+    assert run.checkpoint is None
+    assert not list((course.results_dir() / "ci" / "checkpoints").glob("*pretrained*"))
+    with pytest.raises(FileNotFoundError, match="only its record is stored"):
+        run.load()
+    assert list(course.checkpoint_dir().glob("ci/*pretrained_frozen*/slim.pt"))

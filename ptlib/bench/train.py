@@ -96,11 +96,12 @@ def bench_config(
 def run(args: argparse.Namespace) -> int:
     rows = [bench_config(name, args.images, args.steps, args.batch_size, tuple(args.set or ()))
             for name in args.configs]
-    header = (f"{'config':<20}{'encoder':<24}{'no cache img/s':>16}{'cache img/s':>14}"
+    width = max(len("config"), *(len(r["config"]) for r in rows)) + 2
+    header = (f"{'config':<{width}}{'encoder':<24}{'no cache img/s':>16}{'cache img/s':>14}"
               f"{'speed-up':>10}{'encode s':>10}{'cache MB':>10}")
     print(header)
     for r in rows:
-        print(f"{r['config']:<20}{r['encoder']:<24}{r['no_cache_images_per_s']:>16.1f}"
+        print(f"{r['config']:<{width}}{r['encoder']:<24}{r['no_cache_images_per_s']:>16.1f}"
               f"{r['cache_images_per_s']:>14.1f}{r['speedup']:>9.1f}x{r['encode_seconds']:>10.1f}"
               f"{r['cache_mb']:>10.1f}")
     print(f"(frozen encoders, batch {args.batch_size}, {args.steps} timed steps each, "

@@ -43,7 +43,8 @@ class TrainedRun:
     Attributes:
         name: The run config name, e.g. ``"shapes_vit"``.
         config: The resolved run config.
-        checkpoint: The slim checkpoint (load it with :func:`ptlib.train.load_captioner`).
+        checkpoint: The slim checkpoint (load it with :func:`ptlib.train.load_captioner`),
+            or ``None`` where only the record is stored (``keep_checkpoint=False``).
         history: Per-epoch training history.
         evaluation: Split name -> metrics (n-gram metrics on all references,
             ``folds`` with floor/model/ceiling, ``correctness`` on shapes) and the
@@ -54,14 +55,22 @@ class TrainedRun:
 
     name: str
     config: dict[str, Any]
-    checkpoint: Path
+    checkpoint: Path | None
     history: list[dict[str, Any]]
     evaluation: dict[str, dict[str, Any]]
     train_minutes: float
     parameters: int
 
     def load(self, device: str | torch.device = "cpu"):
-        """``(model, vocab, run_config)`` from the stored checkpoint."""
+        """``(model, vocab, run_config)`` from the stored checkpoint.
+
+        Raises:
+            FileNotFoundError: If only the record of this run is stored.
+        """
+        if self.checkpoint is None:
+            raise FileNotFoundError(
+                f"{self.name}: only its record is stored in results/ (no slim checkpoint); "
+                "train it again with force=True to get the weights")
         return load_captioner(self.checkpoint, device)
 
 
@@ -172,11 +181,12 @@ def is_stored(
     tag: str = "",
     dataset: str = "shapes",
     pruned: Sequence[tuple[float, str]] = (),
+    keep_checkpoint: bool = True,
 ) -> bool:
     """Whether :func:`trained_captioner` with these arguments would load, not train.
 
-    True when its stored record (for exactly this config) and its slim checkpoint
-    are both in ``results/<profile>/``.
+    True when its stored record (for exactly this config) and, unless
+    ``keep_checkpoint=False``, its slim checkpoint are both in ``results/<profile>/``.
     """
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
@@ -184,7 +194,7 @@ def is_stored(
         backbone, profile, overrides, splits, tag, dataset, pruned
     )
     record = runcache.run_record_path(f"{profile.name}/captioners/{run_name}", key_config)
-    return record.is_file() and checkpoint.is_file()
+    return record.is_file() and (checkpoint.is_file() or not keep_checkpoint)
 
 
 def trained_captioner(
@@ -197,6 +207,7 @@ def trained_captioner(
     force: bool = False,
     dataset: str = "shapes",
     pruned: Sequence[tuple[float, str]] = (),
+    keep_checkpoint: bool = True,
 ) -> TrainedRun:
     """Train (or load) the course's captioner for a backbone under a profile.
 
@@ -213,6 +224,9 @@ def trained_captioner(
         pruned: ``(ratio, method)`` settings at which the first split is also scored
             with the pruning replaced at inference; stored as
             ``evaluation["pruned"]["<method>@<ratio>"]`` and part of the key.
+        keep_checkpoint: Store the slim checkpoint in ``results/`` beside the record
+            (``False``: the record only, so ``results/`` stays small; the slim
+            checkpoint stays in the training folder under ``checkpoints/``).
     """
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
@@ -240,22 +254,24 @@ def trained_captioner(
         minutes = (time.perf_counter() - start) / 60
         if result.status not in ("finished", "early_stopped"):
             raise RuntimeError(f"training {run_name} did not finish: {result.message}")
-        slim_checkpoint(result.best_checkpoint, checkpoint)
-        model, _, _ = load_captioner(checkpoint)
+        slim = checkpoint if keep_checkpoint else out_dir / "slim.pt"
+        slim_checkpoint(result.best_checkpoint, slim)
+        model, _, _ = load_captioner(slim)
         return {
-            "checkpoint": str(checkpoint.relative_to(course.results_dir())),
+            "checkpoint": (str(checkpoint.relative_to(course.results_dir()))
+                           if keep_checkpoint else None),
             "history": result.history,
-            "evaluation": evaluate(checkpoint),
+            "evaluation": evaluate(slim),
             "train_minutes": round(minutes, 2),
             "parameters": sum(p.numel() for p in model.parameters()),
         }
 
     stored = runcache.run_or_load(f"{profile.name}/captioners/{run_name}", key_config, run,
-                                  force=force or not checkpoint.is_file())
+                                  force=force or (keep_checkpoint and not checkpoint.is_file()))
     return TrainedRun(
         name=run_name,
         config=config,
-        checkpoint=course.results_dir() / stored["checkpoint"],
+        checkpoint=course.results_dir() / stored["checkpoint"] if stored["checkpoint"] else None,
         history=stored["history"],
         evaluation=stored["evaluation"],
         train_minutes=stored["train_minutes"],

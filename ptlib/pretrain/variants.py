@@ -99,7 +99,9 @@ def pretrained_captioner(name: str, variant: str, profile: course.Profile | str 
 
     Returns:
         A :class:`ptlib.experiments.captioners.TrainedRun` (run name
-        ``<run config>_<suffix>pretrained_<variant>[_seed<seed>]``).
+        ``<run config>_<suffix>pretrained_<variant>[_seed<seed>]``). Only its record is
+        stored in ``results/`` (the weights stay under ``checkpoints/``), which keeps
+        the committed results small.
     """
     from ptlib.experiments.captioners import trained_captioner
 
@@ -113,4 +115,5 @@ def pretrained_captioner(name: str, variant: str, profile: course.Profile | str 
     if seed:
         overrides, tag = [*overrides, f"train.seed={seed}"], f"{tag}_seed{seed}"
     return trained_captioner(model.backbone, profile, overrides=overrides,
-                             splits=splits, tag=tag, force=force, pruned=PRUNED_EVALUATION)
+                             splits=splits, tag=tag, force=force, pruned=PRUNED_EVALUATION,
+                             keep_checkpoint=False)

@@ -259,6 +259,12 @@ def test_stored_cpu_results_still_load(monkeypatch):
         job(False)
     open_sweeps = True
     monkeypatch.setattr(study, "_sweep", lambda run, *args, **kwargs: {"run": run.name})
+    # a pretrained captioner's weights are not committed: look up its record only
+    import ptlib.pretrain.variants as variants
+
+    with_weights = variants.pretrained_captioner
+    monkeypatch.setattr(variants, "pretrained_captioner", lambda *args, **kwargs: with_weights(
+        *args, **{**kwargs, "need_weights": False}))
     for sweep in study._jobs(profile):
         assert sweep.run(False)["run"].startswith(captioners.config_name(sweep.backbone,
                                                                          profile))

@@ -40,9 +40,23 @@ def _circle_captioner(backbone: str, profile: course.Profile, *, overrides=(), t
                       sum(p.numel() for p in model.parameters()))
 
 
+def _circle_pretrained(name: str, variant: str, profile: course.Profile, **_: object
+                       ) -> TrainedRun:
+    """A circle captioner standing in for chapter 4b's: trained without pruning."""
+    backbone = "vit" if name == "vit" else "convnext"
+    overrides = ["model.prune_ratio=0", "model.prune_method=none"]
+    if name == "convnext_s16":
+        overrides.append("model.feature_stride=16")
+    return _circle_captioner(backbone, profile, overrides=overrides,
+                             tag=f"{name}_pretrained_{variant}")
+
+
 @pytest.fixture
 def circle_runs(isolated_dirs, monkeypatch):
+    import ptlib.pretrain.variants as variants
+
     monkeypatch.setattr(grounding_module, "trained_captioner", _circle_captioner)
+    monkeypatch.setattr(variants, "pretrained_captioner", _circle_pretrained)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: extra threads only contend with other jobs
     yield isolated_dirs
@@ -55,9 +69,11 @@ def test_grounding_study_scores_every_ratio_then_loads(circle_runs, monkeypatch)
     ratios = [float(r) for r in profile.section("inference")["prune_ratios"]]
     assert result["ratios"] == ratios and result["split"] == "test"
     assert set(result["models"]) == {m.name for m in grounding_models(profile)}
-    assert set(result["models"]) == {"vit", "convnext", "convnext_s16"}
+    assert set(result["models"]) == {"vit", "convnext", "convnext_s16", "vit_pretrained",
+                                     "convnext_s16_pretrained"}
     tokens = {name: entry["tokens"] for name, entry in result["models"].items()}
     assert tokens["convnext_s16"] == tokens["vit"] < tokens["convnext"]  # equal-token ConvNeXt
+    assert tokens["convnext_s16_pretrained"] == tokens["vit_pretrained"] == tokens["vit"]
     assert result["models"]["convnext_s16"]["run"] == "shapes_convnext_ci_s16"
 
     config = load_run_config(config_name("vit", profile))
@@ -72,7 +88,9 @@ def test_grounding_study_scores_every_ratio_then_loads(circle_runs, monkeypatch)
         assert entry["grid"][0] * entry["grid"][1] == entry["tokens"]
         for row in entry["results"]:
             assert row["kept_tokens"] == num_kept(entry["tokens"], row["ratio"]), backbone
-            assert row["method"] == ("none" if row["ratio"] == 0 else entry["trained_method"])
+            # trained without pruning (the pretrained ones): pruned by norm at inference
+            own = entry["trained_method"] if entry["trained_method"] != "none" else "norm"
+            assert row["method"] == ("none" if row["ratio"] == 0 else own)
             assert row["n_captions"] == len(truth) and row["n_without_shape_word"] == 0
             assert row["n_shape_words"] == len(truth) * steps
             assert row["n_scored"] == with_circle * steps
@@ -105,7 +123,8 @@ def test_adding_a_model_leaves_the_stored_results_of_the_others(circle_runs, mon
     everything = grounding_study(profile)
     assert everything["models"]["vit"] == first["models"]["vit"]
     n_ratios = len(profile.section("inference")["prune_ratios"])
-    assert len(scored) == 2 * n_ratios  # convnext and convnext_s16 only
+    others = len(grounding_models(profile)) - 1
+    assert len(scored) == others * n_ratios  # every model but the vit
     with pytest.raises(ValueError, match="convnext_s8"):
         grounding_study(profile, models=["convnext_s8"])
 
@@ -116,6 +135,25 @@ def test_grounding_models_come_from_the_profile():
     assert models["convnext_s16"].overrides == ("model.feature_stride=16",)
     assert models["convnext_s16"].tag == "s16"
     assert models["vit"].is_stored("cpu") and models["convnext"].is_stored("cpu")
+    assert models["vit_pretrained"].pretrained == ("vit", "frozen")
+    assert models["convnext_s16_pretrained"].pretrained == ("convnext_s16", "frozen")
+
+
+def test_a_pretrained_entry_is_checked():
+    from ptlib.pretrain.variants import pretrained_choice
+
+    profile = course.get_profile("cpu")
+    entry = {"backbone": "vit", "pretrained": "convnext_s16"}
+    spec = course.model_specs(profile, "grounding", {"p": entry},
+                              options=("pretrained", "variant"))[0]
+    with pytest.raises(ValueError, match=r"grounding\.models\.p: .*is a convnext, not a vit"):
+        pretrained_choice(profile, "grounding", spec)
+    spec = course.model_specs(profile, "grounding",
+                              {"p": {"backbone": "vit", "pretrained": "vit",
+                                     "variant": "thawed"}},
+                              options=("pretrained", "variant"))[0]
+    with pytest.raises(ValueError, match="variant must be one of"):
+        pretrained_choice(profile, "grounding", spec)
 
 
 def test_is_stored_is_false_until_trained(isolated_dirs):

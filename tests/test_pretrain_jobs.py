@@ -102,9 +102,11 @@ def test_captioner_key_follows_the_encoder_file(isolated_dirs):
 
 def test_pretrained_captioners_train_unpruned_and_are_scored_pruned_too(isolated_dirs):
     """Prune ratio 0 in training; the record holds the test split at ratio 0 and at 0.3."""
+    import shutil
+
     from ptlib.pretrain.variants import PRUNED_EVALUATION, pretrained_captioner
 
-    run = pretrained_captioner("vit", "frozen", "ci", splits=("test",))
+    run = pretrained_captioner("vit", "frozen", "ci")
     assert run.config["model"]["prune_ratio"] == 0
     assert run.config["data"]["relation_rule"] == "dominant"
     pruned = run.evaluation["pruned"]
@@ -112,9 +114,18 @@ def test_pretrained_captioners_train_unpruned_and_are_scored_pruned_too(isolated
     for scores in pruned.values():
         assert scores["n_images"] == run.evaluation["test"]["n_images"]
         assert "exact_set_accuracy" in scores["correctness"]
+        assert "folds" not in scores  # floor and ceiling are the unpruned scoring's
+    assert "folds" in run.evaluation["test"]
     # only the record is stored in results/: the weights stay under checkpoints/
-    assert run.checkpoint is None
     assert not list((course.results_dir() / "ci" / "checkpoints").glob("*pretrained*"))
+    assert run.checkpoint is not None and run.checkpoint.is_relative_to(course.checkpoint_dir())
+    run.load()
+    # a fresh clone: the record loads without weights; need_weights trains them again
+    shutil.rmtree(run.checkpoint.parent)
+    record_only = pretrained_captioner("vit", "frozen", "ci")
+    assert record_only.checkpoint is None and record_only.key == run.key
     with pytest.raises(FileNotFoundError, match="only its record is stored"):
-        run.load()
-    assert list(course.checkpoint_dir().glob("ci/*pretrained_frozen*/slim.pt"))
+        record_only.load()
+    again = pretrained_captioner("vit", "frozen", "ci", need_weights=True)
+    assert again.checkpoint is not None and again.checkpoint.is_file()
+    assert again.key == run.key

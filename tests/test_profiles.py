@@ -158,6 +158,12 @@ def test_setup_page_quotes_the_stored_estimate_and_the_version_floors():
     assert "ESTIMATE" in estimate["what"]
     assert f"about {round(estimate['total_min']['gpu_min'])} minutes" in setup
     assert f"about {estimate['total_min']['cpu_min'] / 60:.1f} hours" in setup
+    assert f"take {estimate['chapters']['4b']['cpu_min'] / 60:.1f} |" in setup
+    assert f"({estimate['assumptions']['train_tflops']:.1f} TFLOP/s" in setup
+    pretrain_images = course.get_profile("gpu").section("pretrain")["images"]
+    assert f"encoders on {pretrain_images:,} images each" in setup
+    hours = estimate["total_min"]["cpu_min"] / 60
+    assert f"it takes about {round(hours)} hours" in readme
     for requirement in OLDEST:
         assert f"| {requirement.oldest} |" in setup, requirement.name
         assert f"(>= {requirement.oldest})" in readme, requirement.name

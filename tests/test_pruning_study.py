@@ -176,7 +176,8 @@ def _sweep_keys(monkeypatch: pytest.MonkeyPatch, study: dict) -> dict[str, str]:
     keys: dict[str, str] = {}
 
     def record(name, config, fn, **kwargs):
-        keys[name.rsplit("/", 1)[-1]] = runcache.config_key(config)
+        if "/pruning_study/" in name:  # not the pretrained encoders' records
+            keys[name.rsplit("/", 1)[-1]] = runcache.config_key(config)
 
     monkeypatch.setattr(pruning_study.runcache, "run_or_load", record)
     ci = course.get_profile("ci")
@@ -313,3 +314,16 @@ def test_rows_csv_has_one_line_per_row() -> None:
     text = report.rows_csv(study)
     assert len(text.strip().splitlines()) == len(study.rows) + 1
     assert text.splitlines()[0].startswith("model,backbone,seed")
+
+
+def test_spread_over_seeds_and_its_text() -> None:
+    from ptlib.experiments.study_report import spread_over, spread_text
+
+    runs = [{"acc": 0.5}, {"acc": None}, {"acc": 0.7}]
+    spread = spread_over(runs, lambda run: run["acc"])
+    assert spread.n_seeds == 2 and spread.mean == pytest.approx(0.6)
+    assert spread_text(spread) == "60.0 (50.0-70.0)"
+    assert spread_text(spread_over(runs[:1], lambda run: run["acc"]), digits=0) == "50"
+    assert spread_text(None) is None
+    nothing = spread_over(runs[1:2], lambda run: run["acc"])
+    assert nothing.n_seeds == 1 and nothing.mean != nothing.mean  # nan: no run has it

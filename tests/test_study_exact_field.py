@@ -23,3 +23,13 @@ def test_strict_rows_are_read_strict_and_stored_lenient_rows_are_named_lenient()
     assert curve(old, "vit", "none", field)[0].mean == 0.5
     with pytest.raises(ValueError, match="neither"):
         exact_set_field(_study())
+
+
+def test_the_field_can_be_read_for_some_models_only():
+    old, new = _study(exact_set_lenient=0.5), _study(exact_set=0.4, exact_set_lenient=0.5)
+    new.rows[0]["model"] = "vit_pretrained"
+    both = StudyResult(rows=old.rows + new.rows, models={**old.models, **new.models})
+    assert exact_set_field(both) == "exact_set_lenient"  # one model predates strict
+    assert exact_set_field(both, models=["vit_pretrained"]) == "exact_set"
+    with pytest.raises(ValueError, match="neither"):
+        exact_set_field(both, models=["convnext"])

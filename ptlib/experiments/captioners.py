@@ -43,14 +43,17 @@ class TrainedRun:
     Attributes:
         name: The run config name, e.g. ``"shapes_vit"``.
         config: The resolved run config.
-        checkpoint: The slim checkpoint (load it with :func:`ptlib.train.load_captioner`),
-            or ``None`` where only the record is stored (``keep_checkpoint=False``).
+        checkpoint: The slim checkpoint (load it with :func:`ptlib.train.load_captioner`):
+            in ``results/``, or, where only the record is stored there
+            (``keep_checkpoint=False``), in the training folder under ``checkpoints/``
+            if it is still on this machine, else ``None``.
         history: Per-epoch training history.
         evaluation: Split name -> metrics (n-gram metrics on all references,
             ``folds`` with floor/model/ceiling, ``correctness`` on shapes) and the
             generated ``captions``.
         train_minutes: Wall time of training.
         parameters: Number of model parameters.
+        key: The stored record's key (:func:`ptlib.runcache.config_key` of its config).
     """
 
     name: str
@@ -60,6 +63,7 @@ class TrainedRun:
     evaluation: dict[str, dict[str, Any]]
     train_minutes: float
     parameters: int
+    key: str = ""
 
     def load(self, device: str | torch.device = "cpu"):
         """``(model, vocab, run_config)`` from the stored checkpoint.
@@ -69,8 +73,8 @@ class TrainedRun:
         """
         if self.checkpoint is None:
             raise FileNotFoundError(
-                f"{self.name}: only its record is stored in results/ (no slim checkpoint); "
-                "train it again with force=True to get the weights")
+                f"{self.name}: only its record is stored in results/ and its weights are not "
+                "under checkpoints/ on this machine; train it again with force=True")
         return load_captioner(self.checkpoint, device)
 
 
@@ -101,7 +105,7 @@ def slim_checkpoint(source: Path, target: Path) -> Path:
 
 def evaluate_checkpoint(
     checkpoint: Path, splits: Sequence[str], *, beam_size: int = 1, max_images: int = 0,
-    prune: tuple[float, str] | None = None,
+    prune: tuple[float, str] | None = None, folds: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Caption and score each split: metrics, floor/model/ceiling folds, correctness.
 
@@ -116,6 +120,10 @@ def evaluate_checkpoint(
         prune: ``(ratio, method)``: caption with the pruning replaced at inference
             (:func:`ptlib.models.reprune`), e.g. ``(0.3, "norm")``; ``None`` keeps the
             checkpoint's own.
+        folds: Also score the floor, the model and the ceiling over the reference folds
+            (:func:`ptlib.train.evaluate.floor_model_ceiling`); the floor and the
+            ceiling do not depend on the model, so a second scoring of the same split
+            can skip them.
     """
     device = runtime.pick_device()
     model, vocab, config = load_captioner(checkpoint, device)
@@ -134,7 +142,8 @@ def evaluate_checkpoint(
         )
         scores = evaluate_captions(predictions, references,
                                    instances=instances_path(data, split))
-        scores["folds"] = floor_model_ceiling(predictions, references, train_references)
+        if folds:
+            scores["folds"] = floor_model_ceiling(predictions, references, train_references)
         scores["captions"] = {str(k): v for k, v in predictions.items()}
         results[split] = scores
     return results
@@ -170,6 +179,27 @@ def _stored_paths(
     key = runcache.config_key(key_config)
     checkpoint = course.results_dir() / profile.name / "checkpoints" / f"{run_name}-{key[:8]}.pt"
     return run_name, key_config, checkpoint
+
+
+def training_dir(profile: course.Profile, run_name: str, key: str) -> Path:
+    """Where a course captioner trains (``checkpoints/<profile>/<run>-<key[:8]>/``); a
+    captioner stored with ``keep_checkpoint=False`` keeps its ``slim.pt`` there."""
+    return course.checkpoint_dir() / profile.name / f"{run_name}-{key[:8]}"
+
+
+def stored_key_config(
+    backbone: str,
+    profile: course.Profile,
+    *,
+    overrides: Sequence[str] = (),
+    splits: Sequence[str] = ("test", "compositional"),
+    tag: str = "",
+    pruned: Sequence[tuple[float, str]] = (),
+) -> dict[str, Any]:
+    """The config :func:`trained_captioner` with these arguments is stored under
+    (its :func:`ptlib.runcache.config_key` is the record's key), without loading it:
+    results computed from that captioner (a pruning-study sweep) key on it."""
+    return _stored_paths(backbone, profile, overrides, splits, tag, "shapes", pruned)[1]
 
 
 def is_stored(
@@ -223,7 +253,8 @@ def trained_captioner(
             profile's paper runs, reading COCO from :func:`ptlib.course.coco_root`).
         pruned: ``(ratio, method)`` settings at which the first split is also scored
             with the pruning replaced at inference; stored as
-            ``evaluation["pruned"]["<method>@<ratio>"]`` and part of the key.
+            ``evaluation["pruned"]["<method>@<ratio>"]`` (without the reference folds,
+            which the unpruned scoring has) and part of the key.
         keep_checkpoint: Store the slim checkpoint in ``results/`` beside the record
             (``False``: the record only, so ``results/`` stays small; the slim
             checkpoint stays in the training folder under ``checkpoints/``).
@@ -243,12 +274,12 @@ def trained_captioner(
         if pruned:
             evaluation["pruned"] = {
                 f"{method}@{ratio:g}": evaluate_checkpoint(
-                    checkpoint, splits[:1], prune=(ratio, method))[splits[0]]
+                    checkpoint, splits[:1], prune=(ratio, method), folds=False)[splits[0]]
                 for ratio, method in pruned}
         return evaluation
 
     def run() -> dict[str, Any]:
-        out_dir = course.checkpoint_dir() / profile.name / f"{run_name}-{key[:8]}"
+        out_dir = training_dir(profile, run_name, key)
         start = time.perf_counter()
         result = train_run(config, out_dir, resume="auto")
         minutes = (time.perf_counter() - start) / 60
@@ -268,12 +299,15 @@ def trained_captioner(
 
     stored = runcache.run_or_load(f"{profile.name}/captioners/{run_name}", key_config, run,
                                   force=force or (keep_checkpoint and not checkpoint.is_file()))
+    local = training_dir(profile, run_name, key) / "slim.pt"
     return TrainedRun(
         name=run_name,
         config=config,
-        checkpoint=course.results_dir() / stored["checkpoint"] if stored["checkpoint"] else None,
+        checkpoint=(course.results_dir() / stored["checkpoint"] if stored["checkpoint"]
+                    else local if local.is_file() else None),
         history=stored["history"],
         evaluation=stored["evaluation"],
         train_minutes=stored["train_minutes"],
         parameters=stored["parameters"],
+        key=key,
     )

@@ -1,17 +1,19 @@
 """The pointing game of the course's captioners at several inference prune ratios.
 
 For each model of the profile's ``grounding`` section (:func:`grounding_models`:
-the course captioners, and ConvNeXt at stride 16, which gives as many tokens as the
-ViT), :func:`grounding_study` loads its captioner
-(:func:`~ptlib.experiments.captioners.trained_captioner`, itself run-or-load),
-captions the held-out test split greedily with cross-attention at every ratio of
-the profile's ``inference.prune_ratios`` (the model's own pruning method, swapped in
-at inference with :func:`ptlib.models.reprune`; ratio 0 keeps every
-token), and plays the pointing game (:mod:`ptlib.metrics.grounding`). Each model's
-result is stored with :func:`ptlib.runcache.run_or_load` under
-``results/<profile>/grounding/<model>/``, keyed by that run's config and
-checkpoint, so a retrained captioner is scored again and adding a model leaves the
-others' results valid. ``ptlib results --only grounding`` runs it.
+the course captioners, ConvNeXt at stride 16, which gives as many tokens as the
+ViT, and chapter 4b's pretrained captioners), :func:`grounding_study` loads its
+captioner (:func:`~ptlib.experiments.captioners.trained_captioner`, itself
+run-or-load), captions the held-out test split greedily with cross-attention at
+every ratio of the profile's ``inference.prune_ratios`` (the model's own pruning
+method, or ``norm`` for one trained without pruning, swapped in at inference with
+:func:`ptlib.models.reprune`; ratio 0 keeps every token), and plays the pointing
+game (:mod:`ptlib.metrics.grounding`). Each model's result is stored with
+:func:`ptlib.runcache.run_or_load` under ``results/<profile>/grounding/<model>/``,
+keyed by that run's config and stored record, so a retrained captioner is scored
+again and adding a model leaves the others' results valid; a pretrained
+captioner's stored game loads without its weights. ``ptlib results --only
+grounding`` runs it.
 
 Only the shapes dataset has the object boxes the game needs.
 """
@@ -27,7 +29,13 @@ import torch
 from ptlib import course, runcache, runtime
 from ptlib.data.datasets import CaptionDataset
 from ptlib.data.vocab import Vocabulary
-from ptlib.experiments.captioners import BACKBONES, TrainedRun, is_stored, trained_captioner
+from ptlib.experiments.captioners import (
+    BACKBONES,
+    TrainedRun,
+    is_stored,
+    trained_captioner,
+    training_dir,
+)
 from ptlib.metrics.correctness import SceneTruth, load_ground_truth
 from ptlib.metrics.grounding import PointingGame
 from ptlib.models.captioner import Captioner, reprune
@@ -36,6 +44,10 @@ from ptlib.train.run import build_run_data, instances_path
 
 SPLIT = "test"
 """The split the study scores (held out from training)."""
+
+
+UNPRUNED_METHOD = "norm"
+"""The scorer that prunes a captioner trained without pruning (it has none of its own)."""
 
 
 @dataclass(frozen=True)
@@ -47,11 +59,14 @@ class GroundingModel:
         backbone: ``"vit"`` or ``"convnext"``.
         overrides: Run-config overrides (``--set`` form) on the course's run config;
             none means the course captioner itself.
+        pretrained: ``(encoder, variant)``: chapter 4b's pretrained captioner (seed 0,
+            :func:`ptlib.pretrain.variants.pretrained_captioner`) instead.
     """
 
     name: str
     backbone: str
     overrides: tuple[str, ...] = ()
+    pretrained: tuple[str, str] | None = None
 
     @property
     def tag(self) -> str:
@@ -61,11 +76,31 @@ class GroundingModel:
         return self.name.removeprefix(f"{self.backbone}_") or self.name
 
     def is_stored(self, profile: course.Profile | str | None = None) -> bool:
-        """Whether its captioner is stored under the profile (loads without training)."""
+        """Whether its captioner and its weights are here (it loads without training)."""
+        if self.pretrained:
+            from ptlib.pretrain.variants import pretrained_captioner_key
+
+            if not isinstance(profile, course.Profile):
+                profile = course.get_profile(profile)
+            key_config = pretrained_captioner_key(*self.pretrained, profile)
+            weights = training_dir(profile, key_config["run"], runcache.config_key(key_config))
+            record = runcache.run_record_path(
+                f"{profile.name}/captioners/{key_config['run']}", key_config)
+            return record.is_file() and (weights / "slim.pt").is_file()
         return is_stored(self.backbone, profile, overrides=self.overrides, tag=self.tag)
 
-    def captioner(self, profile: course.Profile, *, force: bool = False) -> TrainedRun:
-        """Train (or load) this model's captioner under a profile."""
+    def captioner(self, profile: course.Profile, *, force: bool = False,
+                  need_weights: bool = True) -> TrainedRun:
+        """Train (or load) this model's captioner under a profile.
+
+        ``need_weights=False`` lets a pretrained captioner load as its stored record
+        only (``checkpoint`` ``None`` where its weights are not on this machine).
+        """
+        if self.pretrained:
+            from ptlib.pretrain.variants import pretrained_captioner
+
+            return pretrained_captioner(*self.pretrained, profile, force=force,
+                                        need_weights=need_weights)
         return trained_captioner(self.backbone, profile, overrides=list(self.overrides),
                                  tag=self.tag, force=force)
 
@@ -78,10 +113,13 @@ def grounding_models(profile: course.Profile | str | None = None) -> list[Ground
     """
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
-    specs = course.model_specs(profile, "grounding")
+    from ptlib.pretrain.variants import MODEL_OPTIONS, pretrained_choice
+
+    specs = course.model_specs(profile, "grounding", options=MODEL_OPTIONS)
     if not specs:
         return [GroundingModel(backbone, backbone) for backbone in BACKBONES]
-    return [GroundingModel(spec.name, spec.backbone, spec.overrides) for spec in specs]
+    return [GroundingModel(spec.name, spec.backbone, spec.overrides,
+                           pretrained_choice(profile, "grounding", spec)) for spec in specs]
 
 
 @torch.no_grad()
@@ -168,12 +206,19 @@ def grounding_study(
     chosen = [m for m in known if models is None or m.name in models]
     out: dict[str, Any] = {"split": SPLIT, "ratios": ratios, "models": {}}
     for spec in chosen:
-        trained = spec.captioner(profile)
+        # a pretrained captioner's record is enough to load its stored game
+        trained = spec.captioner(profile, need_weights=False)
         key = {"profile": profile.name, "split": SPLIT, "ratios": ratios, "decoding": "greedy",
-               "run": trained.name, "checkpoint": trained.checkpoint.name,
+               "run": trained.name, "checkpoint": f"{trained.name}-{trained.key[:8]}.pt",
                "config": trained.config}
-        stored = runcache.run_or_load(f"{profile.name}/grounding/{spec.name}", key,
-                                      lambda trained=trained: _play(trained, ratios), force=force)
+
+        def play(spec: GroundingModel = spec, trained: TrainedRun = trained) -> dict[str, Any]:
+            if trained.checkpoint is None:  # its weights are not here: train them again
+                trained = spec.captioner(profile)
+            return _play(trained, ratios)
+
+        stored = runcache.run_or_load(f"{profile.name}/grounding/{spec.name}", key, play,
+                                      force=force)
         out["models"][spec.name] = {"backbone": spec.backbone, **stored}
     return out
 
@@ -184,6 +229,9 @@ def _play(trained: TrainedRun, ratios: Sequence[float]) -> dict[str, Any]:
     model, vocab, config = trained.load(device)
     data = build_run_data(config["data"], splits=(SPLIT,), vocab=vocab)
     truth = load_ground_truth(instances_path(data, SPLIT))
+    # a captioner trained without pruning has no scorer of its own: it is pruned by
+    # norm, as chapter 4b scores the pretrained captioners at 0.3
+    method = UNPRUNED_METHOD if model.pruner.method == "none" else None
     return {
         "run": trained.name,
         "encoder": model.encoder.name,
@@ -191,5 +239,5 @@ def _play(trained: TrainedRun, ratios: Sequence[float]) -> dict[str, Any]:
         "tokens": model.encoder.num_tokens,
         "trained_method": model.pruner.method,
         "results": [score_pointing(model, vocab, data.datasets[SPLIT], truth, ratio=r,
-                                   device=device) for r in ratios],
+                                   method=method, device=device) for r in ratios],
     }

@@ -4,7 +4,9 @@ What is measured is set by the profile's ``study`` section
 (``ptlib/configs/profiles.yaml``):
 
 * ``models``: the captioners, each a backbone with run-config overrides (e.g.
-  ConvNeXt stride-16 features), trained **without** pruning, once per seed.
+  ConvNeXt stride-16 features), trained **without** pruning, once per seed; or,
+  with ``pretrained: <encoder>``, chapter 4b's captioners that start from a
+  pretrained encoder (frozen by default), loaded at their own seeds.
   Each is then captioned with pruning applied only at inference: every method
   in ``methods`` (``cls_attention`` only where the encoder has CLS attention) at
   every ratio in ``ratios``, at the decoder memory (the paper's placement), and
@@ -68,12 +70,16 @@ class StudyModel:
         backbone: ``"vit"`` or ``"convnext"``.
         overrides: Run-config overrides (``--set`` form) on top of the course's config.
         seeds: Training seeds.
+        pretrained: ``(encoder, variant)`` for a captioner that starts from a pretrained
+            encoder (:func:`ptlib.pretrain.variants.pretrained_captioner`, the very
+            captioners of chapter 4b), ``None`` for one trained from scratch.
     """
 
     name: str
     backbone: str
     overrides: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
+    pretrained: tuple[str, str] | None = None
 
 
 @dataclass
@@ -85,7 +91,10 @@ class StudyResult:
             (``"none"`` or the method used in training), ``method``, ``placement``,
             ``ratio``, ``split``, and the metrics of
             :func:`~ptlib.experiments.study_eval.score_pruning`.
-        models: Model name -> ``{"tokens", "encoder", "train_minutes", ...}`` per seed.
+        models: Model name -> ``{"backbone", "tokens", "grid", "encoder",
+            "trained_with", "start", "runs"}``: ``start`` is ``"scratch"`` or
+            ``"pretrained_<variant>"``, ``runs`` holds ``train_minutes``,
+            ``sweep_minutes``... per seed.
         settings: The study section the rows were measured with.
     """
 
@@ -139,11 +148,23 @@ def study_profile(profile: course.Profile | str | None = None) -> course.Profile
 
 
 def study_models(settings: dict[str, Any], profile: course.Profile) -> list[StudyModel]:
-    """The :class:`StudyModel` list of a study section (``settings``) of ``profile``."""
-    return [StudyModel(spec.name, spec.backbone, spec.overrides,
-                       tuple(int(s) for s in spec.options.get("seeds", settings["seeds"])))
-            for spec in course.model_specs(profile, "study", settings["models"],
-                                           options=("seeds",))]
+    """The :class:`StudyModel` list of a study section (``settings``) of ``profile``.
+
+    An entry with ``pretrained: <encoder>`` (and ``variant``, default ``frozen``) is a
+    pretrained captioner; its seeds default to the profile's
+    ``pretrain.captioner_seeds``, so the study sweeps the captioners chapter 4b trained.
+    """
+    from ptlib.pretrain.variants import MODEL_OPTIONS, captioner_seeds, pretrained_choice
+
+    models = []
+    for spec in course.model_specs(profile, "study", settings["models"],
+                                   options=("seeds", *MODEL_OPTIONS)):
+        pretrained = pretrained_choice(profile, "study", spec)
+        seeds = (captioner_seeds(profile, pretrained[1]) if pretrained else settings["seeds"])
+        models.append(StudyModel(spec.name, spec.backbone, spec.overrides,
+                                 tuple(int(s) for s in spec.options.get("seeds", seeds)),
+                                 pretrained))
+    return models
 
 
 def _sweep_cells(
@@ -213,6 +234,7 @@ class _Sweep:
     seed: int
     trained_with: str
     run: Callable[[bool], dict[str, Any]]
+    start: str = "scratch"
 
 
 def _jobs(profile: course.Profile) -> list[_Sweep]:
@@ -222,6 +244,12 @@ def _jobs(profile: course.Profile) -> list[_Sweep]:
     for spec in study_models(settings, profile):
         for index, seed in enumerate(spec.seeds):
             label = f"{spec.name}_s{seed}"
+            if spec.pretrained:
+                job = _pretrained_sweep(profile, label, settings, spec.pretrained, seed,
+                                        first_seed=index == 0)
+                jobs.append(_Sweep(label, spec.name, spec.backbone, seed, "none", job,
+                                   start=f"pretrained_{spec.pretrained[1]}"))
+                continue
             overrides = ["model.prune_ratio=0", "model.prune_method=none", f"train.seed={seed}",
                          *spec.overrides]
             job = _stored_sweep(profile, label, settings, spec.backbone, overrides,
@@ -229,10 +257,12 @@ def _jobs(profile: course.Profile) -> list[_Sweep]:
                                 trained_method=None)
             jobs.append(_Sweep(label, spec.name, spec.backbone, seed, "none", job))
     for method in settings["trained_with"]:
-        first_of_backbone = {s.backbone: s for s in reversed(study_models(settings, profile))}
+        first_of_backbone = {s.backbone: s for s in reversed(study_models(settings, profile))
+                             if not s.pretrained}
         for backbone, spec in first_of_backbone.items():
-            # Trained like the backbone's first study model, with pruning on; with no
-            # overrides and the run config's own method that is the course captioner.
+            # Trained like the backbone's first study model trained from scratch, with
+            # pruning on; with no overrides and the run config's own method that is
+            # the course captioner.
             label = f"{backbone}_trained_{method}"
             own = not spec.overrides and method == load_run_config(
                 config_name(backbone, profile))["model"]["prune_method"]
@@ -281,6 +311,35 @@ def _stored_sweep(
     return run
 
 
+def _pretrained_sweep(
+    profile: course.Profile, label: str, settings: dict[str, Any],
+    pretrained: tuple[str, str], seed: int, *, first_seed: bool,
+) -> Callable[[bool], dict[str, Any]]:
+    """``run(force)`` of a pretrained captioner's sweep: load it, or sweep the captioner.
+
+    Keyed on the captioner's stored config (with its encoder file's digest), so the
+    sweep follows new pretrained weights and loads without the captioner's weights.
+    """
+    from ptlib.pretrain.variants import pretrained_captioner, pretrained_captioner_key
+
+    name, variant = pretrained
+
+    def compute(force: bool) -> dict[str, Any]:
+        run = pretrained_captioner(name, variant, profile, seed=seed, force=force,
+                                   need_weights=True)
+        return _sweep(run, settings, first_seed=first_seed, trained_method=None, label=label)
+
+    def run(force: bool) -> dict[str, Any]:
+        key_config = {"captioner": pretrained_captioner_key(name, variant, profile, seed=seed),
+                      "settings": {k: settings[k] for k in SWEEP_KEYS},
+                      "first_seed": first_seed, "trained_method": None,
+                      "metrics": SWEEP_METRICS_VERSION}
+        return runcache.run_or_load(f"{profile.name}/pruning_study/{label}", key_config,
+                                    lambda: compute(force), force=force)
+
+    return run
+
+
 def study_labels(profile: course.Profile | str | None = None) -> list[str]:
     """The names of the study's sweeps, in run order."""
     if not isinstance(profile, course.Profile):
@@ -319,7 +378,8 @@ def pruning_study(
         info = {k: v for k, v in stored.items() if k != "rows"}
         entry = models.setdefault(sweep.model, {
             "backbone": sweep.backbone, "tokens": stored["tokens"], "grid": stored["grid"],
-            "encoder": stored["encoder"], "trained_with": sweep.trained_with, "runs": {}})
+            "encoder": stored["encoder"], "trained_with": sweep.trained_with,
+            "start": sweep.start, "runs": {}})
         entry["runs"][sweep.seed] = info
         for row in stored["rows"]:
             rows.append({"model": sweep.model, "backbone": sweep.backbone, "seed": sweep.seed,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import statistics
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,19 +54,26 @@ class CurvePoint:
     tokens_kept: int
 
 
-def exact_set_field(result: StudyResult) -> str:
+def exact_set_field(result: StudyResult, models: Iterable[str] | None = None) -> str:
     """The exact-set field of a study's rows: strict ``exact_set``, else ``exact_set_lenient``.
 
     Rows measured before the strict measure existed keep no captions, so only their
     lenient figure exists (``scripts/rescore_correctness.py`` renamed it); a figure or
     table labels the field with :data:`METRIC_LABELS`, so the lenient one is named so.
 
+    Args:
+        result: The study.
+        models: Look only at these models' rows (default: every row), e.g. to compare
+            two captioners on the strict figure where both have it.
+
     Raises:
         ValueError: If the rows hold neither field.
     """
-    if result.rows and all("exact_set" in row for row in result.rows):
+    chosen = set(models) if models is not None else None
+    rows = [row for row in result.rows if chosen is None or row["model"] in chosen]
+    if rows and all("exact_set" in row for row in rows):
         return "exact_set"
-    if result.rows and all("exact_set_lenient" in row for row in result.rows):
+    if rows and all("exact_set_lenient" in row for row in rows):
         return "exact_set_lenient"
     raise ValueError("the study's rows hold neither 'exact_set' nor 'exact_set_lenient'")
 
@@ -173,7 +181,8 @@ def trained_vs_inference(result: StudyResult, metric: str = "cider") -> list[dic
     """Models trained with pruning beside the same backbone pruned only at inference.
 
     A model trained with method M (seed 0) is compared, ratio by ratio, to the
-    backbone's inference-only model with the same token count (seed 0) pruned with
+    backbone's inference-only model trained from scratch with the same token count
+    (seed 0) pruned with
     M, or, when M cannot be applied to a model trained without it (``learned``:
     its scorer is only trained with pruning), with that model's best method.
     """
@@ -184,7 +193,8 @@ def trained_vs_inference(result: StudyResult, metric: str = "cider") -> list[dic
             continue
         base = next((m for m, i in result.models.items()
                      if i["backbone"] == info["backbone"] and i.get("trained_with") == "none"
-                     and i["tokens"] == info["tokens"]), None)
+                     and i["tokens"] == info["tokens"]
+                     and i.get("start", "scratch") == "scratch"), None)
         if base is None:
             continue
         compared = method if method in methods_of(result, base) else best_method(result, base)
@@ -252,6 +262,27 @@ def spread_of(values: list[float]) -> Spread:
     if not values:
         raise ValueError("spread_of: no values (no seed measured this setting)")
     return Spread(statistics.fmean(values), min(values), max(values), len(values))
+
+
+def spread_over(items: Iterable[Any], read: Callable[[Any], float | None]) -> Spread:
+    """The :class:`Spread` of ``read(item)`` over items (e.g. one captioner per seed).
+
+    Items whose value is ``None`` are left out; if none has one, the spread is
+    ``nan`` (a tiny ``ci`` captioner may, for instance, state no relation at all).
+    """
+    values = [value for value in map(read, items) if value is not None]
+    return spread_of(values) if values else spread_of([float("nan")])
+
+
+def spread_text(value: Spread | None, scale: float = 100, digits: int = 1) -> str | None:
+    """``"mean (lowest-highest)"`` over seeds (in percent by default); the mean alone
+    for one seed; ``None`` for ``None``."""
+    if value is None:
+        return None
+    text = f"{value.mean * scale:.{digits}f}"
+    if value.n_seeds > 1:
+        text += f" ({value.low * scale:.{digits}f}-{value.high * scale:.{digits}f})"
+    return text
 
 
 def is_tie(a: Spread | CurvePoint, b: Spread | CurvePoint, noise: float = 0.0) -> bool:

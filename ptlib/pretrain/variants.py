@@ -15,7 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from ptlib import course
-from ptlib.pretrain.job import encoder_init_value, pretrain_model, pretrained_encoder
+from ptlib.pretrain.job import (
+    encoder_init_value,
+    pretrain_model,
+    pretrain_models,
+    pretrained_encoder,
+)
 
 SHARED: tuple[str, ...] = ("data.relation_rule=dominant", "model.prune_ratio=0",
                            "model.prune_method=none")
@@ -35,6 +40,9 @@ PRUNED_EVALUATION: tuple[tuple[float, str], ...] = ((0.3, "norm"),)
 """Besides prune ratio 0, each pretrained captioner's test split is scored with 30 % of
 its visual tokens pruned by norm at inference (the paper's ratio and the course's
 default scorer): the drop the comparison of chapter 4b reports."""
+
+CAPTIONER_SPLITS: tuple[str, ...] = ("test", "compositional")
+"""The held-out splits every pretrained captioner is scored on."""
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "frozen": ("model.freeze_encoder=true", "train.cache_features=true"),
@@ -82,9 +90,35 @@ def captioner_seeds(profile: course.Profile, variant: str) -> list[int]:
     return list(seeds)
 
 
+def captioner_arguments(name: str, variant: str, profile: course.Profile, *, seed: int = 0
+                        ) -> tuple[str, list[str], str]:
+    """``(backbone, overrides, tag)``: the :func:`~ptlib.experiments.captioners.trained_captioner`
+    arguments of the pretrained captioner ``name``/``variant``/``seed`` (see
+    :func:`pretrained_captioner`)."""
+    model = pretrain_model(profile, name)
+    suffix = name[len(model.backbone) + 1:] + "_" if name != model.backbone else ""
+    overrides = variant_overrides(name, variant, profile)
+    tag = f"{suffix}pretrained_{variant}"
+    if seed:
+        overrides, tag = [*overrides, f"train.seed={seed}"], f"{tag}_seed{seed}"
+    return model.backbone, overrides, tag
+
+
+def pretrained_captioner_key(name: str, variant: str, profile: course.Profile, *,
+                             seed: int = 0) -> dict[str, Any]:
+    """The config the captioner of :func:`pretrained_captioner` is stored under, with the
+    digest of its encoder file (pretrained, or loaded, first): what a result computed
+    from that captioner keys on, so it follows new encoder weights."""
+    from ptlib.experiments.captioners import stored_key_config
+
+    pretrained_encoder(name, profile)
+    backbone, overrides, tag = captioner_arguments(name, variant, profile, seed=seed)
+    return stored_key_config(backbone, profile, overrides=overrides, tag=tag,
+                             splits=CAPTIONER_SPLITS, pruned=PRUNED_EVALUATION)
+
+
 def pretrained_captioner(name: str, variant: str, profile: course.Profile | str | None = None,
-                         *, seed: int = 0, force: bool = False, splits: tuple[str, ...] = ("test",
-                                                                             "compositional")
+                         *, seed: int = 0, force: bool = False, need_weights: bool = False
                          ) -> Any:
     """Train (or load) a captioner from a pretrained encoder, pretraining it first if needed.
 
@@ -95,25 +129,72 @@ def pretrained_captioner(name: str, variant: str, profile: course.Profile | str 
         seed: The training seed; 0 is the run config's own, others add
             ``train.seed=<seed>`` and a ``_seed<seed>`` name suffix.
         force: Retrain even when a stored result matches.
-        splits: Held-out splits to evaluate.
+        need_weights: Retrain when only its record is stored and its weights are not on
+            this machine (a fresh clone), so that ``.load()`` works; the record, if the
+            training is deterministic, comes out the same.
 
     Returns:
         A :class:`ptlib.experiments.captioners.TrainedRun` (run name
-        ``<run config>_<suffix>pretrained_<variant>[_seed<seed>]``). Only its record is
-        stored in ``results/`` (the weights stay under ``checkpoints/``), which keeps
-        the committed results small.
+        ``<run config>_<suffix>pretrained_<variant>[_seed<seed>]``), evaluated on
+        :data:`CAPTIONER_SPLITS`. Only its record is stored in ``results/`` (the weights
+        stay under ``checkpoints/``), which keeps the committed results small.
     """
     from ptlib.experiments.captioners import trained_captioner
 
     if not isinstance(profile, course.Profile):
         profile = course.get_profile(profile)
-    model = pretrain_model(profile, name)
     pretrained_encoder(name, profile)
-    suffix = name[len(model.backbone) + 1:] + "_" if name != model.backbone else ""
-    overrides = variant_overrides(name, variant, profile)
-    tag = f"{suffix}pretrained_{variant}"
-    if seed:
-        overrides, tag = [*overrides, f"train.seed={seed}"], f"{tag}_seed{seed}"
-    return trained_captioner(model.backbone, profile, overrides=overrides,
-                             splits=splits, tag=tag, force=force, pruned=PRUNED_EVALUATION,
-                             keep_checkpoint=False)
+    backbone, overrides, tag = captioner_arguments(name, variant, profile, seed=seed)
+
+    def train(force: bool) -> Any:
+        return trained_captioner(backbone, profile, overrides=overrides,
+                                 splits=CAPTIONER_SPLITS, tag=tag, force=force,
+                                 pruned=PRUNED_EVALUATION, keep_checkpoint=False)
+
+    run = train(force)
+    if need_weights and run.checkpoint is None:
+        run = train(True)
+    return run
+
+
+MODEL_OPTIONS: tuple[str, ...] = ("pretrained", "variant")
+"""Keys a ``models:`` entry of the study or the pointing game may have to name a
+pretrained captioner: ``pretrained: <encoder of pretrain.models>``, ``variant:
+frozen | finetuned`` (default ``frozen``)."""
+
+
+def pretrained_choice(profile: course.Profile, section: str, spec: course.ModelSpec
+                      ) -> tuple[str, str] | None:
+    """``(encoder, variant)`` of a ``models:`` entry that names a pretrained captioner.
+
+    Args:
+        profile: The profile.
+        section: The section the entry is in (``study``, ``grounding``), for messages.
+        spec: The entry (:func:`ptlib.course.model_specs` with :data:`MODEL_OPTIONS`).
+
+    Returns:
+        ``None`` for a captioner trained from scratch (no ``pretrained`` key).
+
+    Raises:
+        ValueError: If the encoder is not pretrained by the profile, belongs to another
+            backbone, the variant is unknown, or the entry also has ``set`` overrides.
+    """
+    where = f"profiles.yaml {profile.name}.{section}.models.{spec.name}"
+    if "pretrained" not in spec.options:
+        if "variant" in spec.options:
+            raise ValueError(f"{where}: variant needs a pretrained encoder (pretrained: ...)")
+        return None
+    name, variant = str(spec.options["pretrained"]), str(spec.options.get("variant", "frozen"))
+    known = {m.name: m for m in pretrain_models(profile)}
+    if name not in known:
+        raise ValueError(f"{where}: pretrained must be one of pretrain.models {sorted(known)}, "
+                         f"got {name!r}")
+    if known[name].backbone != spec.backbone:
+        raise ValueError(f"{where}: pretrained encoder {name!r} is a {known[name].backbone}, "
+                         f"not a {spec.backbone}")
+    if variant not in VARIANTS:
+        raise ValueError(f"{where}: variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    if spec.overrides:
+        raise ValueError(f"{where}: a pretrained captioner takes its settings from its "
+                         "variant; drop set")
+    return name, variant

@@ -1,14 +1,17 @@
 """Estimate how long the book takes under the gpu profile on a Colab-class GPU.
 
-No GPU is lent to this project's machines, so the gpu profile's time is an
-ESTIMATE, built from two measurements and three stated assumptions:
+The gpu profile's book time on a Colab-class GPU is an ESTIMATE (the lent H200
+trained one gpu-profile captioner, ``results/gpu_training/``, but ran no whole
+book), built from measurements and stated assumptions:
 
 * measured: the FLOPs of one training image and of one caption of every shapes run
   config (:func:`ptlib.bench.flops.caption_flops`, teacher-forced pass x 3 for
   forward and backward), and the cpu profile's stored wall times
-  (``results/cpu/``: training, evaluation and pruning-study sweeps);
+  (``results/cpu/``: pretraining, training, evaluation, pruning-study sweeps and the
+  pointing game);
 * assumed (Colab T4-class GPU, fp16 autocast): a sustained training throughput
-  (``--train-tflops``), a greedy-generation throughput (``--generate-tflops``), and
+  (``--train-tflops``; default: the H200's measured rate on ``shapes_vit_gpu``,
+  since a T4 is not faster on so small a model), a greedy-generation throughput (``--generate-tflops``), and
   a data-loading rate (``--loader-images-per-s``, about what one core decodes at
   128 px here); scoring captions stays on the CPU and is taken as a share of the
   cpu profile's evaluation time (``--scoring-share``).
@@ -35,6 +38,7 @@ import torch  # noqa: E402
 from ptlib import course  # noqa: E402
 from ptlib.bench.efficiency import build_variant, load_setup  # noqa: E402
 from ptlib.bench.flops import caption_flops  # noqa: E402
+from ptlib.experiments.grounding import grounding_models  # noqa: E402
 from ptlib.experiments.pruning_study import study_labels  # noqa: E402
 from ptlib.train import load_run_config  # noqa: E402
 
@@ -55,17 +59,84 @@ def flops(run_name: str) -> dict[str, float]:
 
 
 def stored(kind: str) -> dict[str, dict]:
-    """The cpu profile's stored records of one kind, by run or sweep name."""
+    """The cpu profile's stored records of one kind, by run or sweep name (the newest
+    record where a folder holds several)."""
     records = {}
-    for path in sorted((ROOT / "results" / "cpu" / kind).glob("*/*.json")):
+    paths = sorted((ROOT / "results" / "cpu" / kind).glob("*/*.json"),
+                   key=lambda path: path.stat().st_mtime)
+    for path in paths:
         records[path.parent.name] = json.loads(path.read_text())
     return records
 
 
+def stored_wall_s(kind: str) -> float:
+    """Wall seconds of a kind's stored cpu records: one file, or one per model folder."""
+    folder = ROOT / "results" / "cpu" / kind
+    paths = [*folder.glob("*.json"), *folder.glob("*/*.json")]
+    if not paths:
+        raise FileNotFoundError(f"no stored cpu record under {folder}; run make results")
+    return sum(json.loads(path.read_text())["wall_time_s"] for path in paths)
+
+
+def h200_train_tflops(train_flops_per_image: float) -> float | None:
+    """Training TFLOP/s the lent H200 achieved on ``shapes_vit_gpu`` (median epoch of
+    ``results/gpu_training/shapes_vit_gpu.json``), or ``None`` without that record."""
+    path = ROOT / "results" / "gpu_training" / "shapes_vit_gpu.json"
+    if not path.is_file():
+        return None
+    rates = sorted(epoch["images_per_s"] for epoch in json.loads(path.read_text())["history"])
+    return rates[len(rates) // 2] * train_flops_per_image / 1e12
+
+
+def pretrained_runs(profile: course.Profile, model, variant: str) -> list[str]:
+    """Run names of a profile's pretrained captioners of one encoder and variant."""
+    from ptlib.pretrain.variants import captioner_seeds
+
+    suffix = model.name[len(model.backbone) + 1:]
+    base = "_".join(part for part in (course.run_config_names(profile)[model.backbone],
+                                      suffix, f"pretrained_{variant}") if part)
+    return [base + (f"_seed{seed}" if seed else "")
+            for seed in captioner_seeds(profile, variant)]
+
+
+def pretrain_chapter(add, gpu, cpu, captioners, training_s, evaluation_s, passes) -> None:
+    """Chapter 4b: pretraining each encoder, then its frozen and fine-tuned captioners.
+
+    GPU side: pretraining costs the gpu profile's ``pretrain.images`` training passes
+    of that backbone's captioner (an upper bound: the pretext heads are smaller than
+    the decoder), each captioner one gpu-profile training (frozen ones too: an upper
+    bound, as their encoder neither trains nor runs after the first epoch) plus its
+    evaluation, scaled from the cpu profile's. CPU side: the cpu profile's stored wall
+    times (every seed); 0 for an encoder the cpu profile does not pretrain.
+    """
+    from ptlib.pretrain.job import pretrain_models
+    from ptlib.pretrain.variants import VARIANTS
+
+    pretrained = stored("pretrain")
+    images = int(gpu.section("pretrain")["images"])
+    for model in pretrain_models(gpu):
+        record = pretrained.get(model.name)
+        add("4b", f"pretrain {model.name}", record["wall_time_s"] if record else 0.0,
+            training_s(model.backbone, images))
+        for variant in VARIANTS:
+            runs = [captioners[name] for name in pretrained_runs(cpu, model, variant)
+                    if record and name in captioners]
+            course_run = captioners[course.run_config_names(cpu)[model.backbone]]
+            evaluation_cpu_s = max(run["wall_time_s"] - 60 * run["result"]["train_minutes"]
+                                   for run in runs or [course_run])
+            gpu_s = len(pretrained_runs(gpu, model, variant)) * (
+                training_s(model.backbone, passes("gpu", model.backbone))
+                + evaluation_s(model.backbone, evaluation_cpu_s))
+            add("4b", f"{model.name} {variant} captioners",
+                sum(run["wall_time_s"] for run in runs), gpu_s)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-tflops", type=float, default=8.0,
-                        help="sustained training TFLOP/s (a T4 peaks at 65 in fp16)")
+    parser.add_argument("--train-tflops", type=float, default=None,
+                        help="sustained training TFLOP/s (default: what the lent H200 "
+                        "achieved on shapes_vit_gpu, results/gpu_training/; a T4 is no "
+                        "faster on this small model; 8 without that record)")
     parser.add_argument("--generate-tflops", type=float, default=1.0,
                         help="greedy generation TFLOP/s (small one-token steps)")
     parser.add_argument("--loader-images-per-s", type=float, default=1000.0,
@@ -82,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     cost = {p: {b: flops(n) for b, n in runs.items()} for p, runs in names.items()}
     configs = {p: {b: load_run_config(n) for b, n in runs.items()} for p, runs in names.items()}
     captioners = stored("captioners")
+    measured = h200_train_tflops(cost["gpu"]["vit"]["train_per_image"])
+    if args.train_tflops is None:
+        args.train_tflops = round(measured, 2) if measured else 8.0
 
     def passes(profile: str, backbone: str, epochs: int | None = None, n: int | None = None):
         config = configs[profile][backbone]
@@ -122,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                      ("n_train", "n_val", "n_test", "n_compositional"))
     add("1", "generate the shapes dataset", cpu_images / args.generate_images_per_s,
         n_images / args.generate_images_per_s)
+    pretrain_chapter(add, gpu, cpu, captioners, training_s, evaluation_s, passes)
     for backbone, name in names["cpu"].items():
         record = captioners[name]
         train_s = record["result"]["train_minutes"] * 60
@@ -144,9 +219,15 @@ def main(argv: list[str] | None = None) -> int:
             gpu_s += training_s(backbone, passes("gpu", backbone))
             gpu_s += evaluation_s(backbone, trained["wall_time_s"] - train_s)
         add("7", f"study sweep {label}", sweep["wall_time_s"], gpu_s)
+    for model in grounding_models(gpu):  # chapter 8's own captioners (e.g. stride 16)
+        if model.overrides and not model.pretrained:
+            record = captioners[f"{names['cpu'][model.backbone]}_{model.tag}"]
+            train_s = record["result"]["train_minutes"] * 60
+            add("8", f"train {model.name}", record["wall_time_s"],
+                training_s(model.backbone, passes("gpu", model.backbone))
+                + evaluation_s(model.backbone, record["wall_time_s"] - train_s))
     for chapter, kind in (("8", "grounding"), ("9", "efficiency")):
-        (path,) = (ROOT / "results" / "cpu" / kind).glob("*.json")
-        wall = json.loads(path.read_text())["wall_time_s"]
+        wall = stored_wall_s(kind)
         scale = max(cost["gpu"][b]["per_caption"] / cost["cpu"][b]["per_caption"]
                     for b in names["cpu"])
         # grounding captions on the GPU; efficiency times the shapes captioners on the CPU
@@ -154,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     add("0-10", "executing the notebooks", args.notebooks_min * 60, args.notebooks_min * 60)
     total = {k: sum(c[k] for c in chapters.values()) for k in ("cpu_min", "gpu_min")}
     result = {
-        "what": "ESTIMATE of the gpu profile's book build on a Colab-class GPU (no GPU lent)",
+        "what": "ESTIMATE of the gpu profile's book build on a Colab-class GPU (T4); "
+                "training TFLOP/s as measured on the lent H200 unless given",
+        "measured_h200_train_tflops": measured,
         "assumptions": vars(args),
         "measured_cpu_gflops": cpu_rate / 1e9,
         "flops": cost,
@@ -165,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=1) + "\n")
     print(f"this CPU trains at {cpu_rate / 1e9:.0f} GFLOP/s (from the stored cpu captioners)")
+    print(f"training TFLOP/s assumed for the GPU: {args.train_tflops:g}"
+          + (f" (the lent H200 measured {measured:.2f})" if measured else ""))
     print(f"{'chapter':8} {'cpu, from scratch':>18} {'gpu (estimate)':>15}")
     for chapter, entry in chapters.items():
         print(f"{chapter:8} {entry['cpu_min']:>14.1f} min {entry['gpu_min']:>11.1f} min")

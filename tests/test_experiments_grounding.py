@@ -158,6 +158,8 @@ def test_a_pretrained_entry_is_checked():
 
 def test_is_stored_is_false_until_trained(isolated_dirs):
     assert not any(m.is_stored("ci") for m in grounding_models("ci"))
+    # looking does not pretrain a pretrained captioner's encoder
+    assert not list(course.results_dir().glob("ci/pretrain/*/*"))
 
 
 def test_grounding_is_a_results_job_only_where_there_are_boxes():

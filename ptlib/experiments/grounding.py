@@ -82,7 +82,7 @@ class GroundingModel:
 
             if not isinstance(profile, course.Profile):
                 profile = course.get_profile(profile)
-            key_config = pretrained_captioner_key(*self.pretrained, profile)
+            key_config = pretrained_captioner_key(*self.pretrained, profile, pretrain=False)
             weights = training_dir(profile, key_config["run"], runcache.config_key(key_config))
             record = runcache.run_record_path(
                 f"{profile.name}/captioners/{key_config['run']}", key_config)

@@ -105,13 +105,19 @@ def captioner_arguments(name: str, variant: str, profile: course.Profile, *, see
 
 
 def pretrained_captioner_key(name: str, variant: str, profile: course.Profile, *,
-                             seed: int = 0) -> dict[str, Any]:
+                             seed: int = 0, pretrain: bool = True) -> dict[str, Any]:
     """The config the captioner of :func:`pretrained_captioner` is stored under, with the
-    digest of its encoder file (pretrained, or loaded, first): what a result computed
-    from that captioner keys on, so it follows new encoder weights."""
+    digest of its encoder file: what a result computed from that captioner keys on, so
+    it follows new encoder weights.
+
+    ``pretrain=False`` only looks: without the encoder file the digest reads
+    ``"missing"``, a key no stored captioner has. Otherwise the encoder is pretrained
+    (or loaded) first.
+    """
     from ptlib.experiments.captioners import stored_key_config
 
-    pretrained_encoder(name, profile)
+    if pretrain:
+        pretrained_encoder(name, profile)
     backbone, overrides, tag = captioner_arguments(name, variant, profile, seed=seed)
     return stored_key_config(backbone, profile, overrides=overrides, tag=tag,
                              splits=CAPTIONER_SPLITS, pruned=PRUNED_EVALUATION)

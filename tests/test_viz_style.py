@@ -297,6 +297,9 @@ def test_palette_names_each_method_and_backbone_once():
     assert style.method_colour("CLS attention") == style.METHOD_COLOURS["cls_attention"]
     assert style.backbone_colour("vit_trained_learned") == style.BACKBONE_COLOURS["vit"]
     assert style.backbone_colour("convnext_s16_s1") == style.BACKBONE_COLOURS["convnext_s16"]
+    # chapter 4b's pretrained captioners have their own colours, as a pair
+    assert style.backbone_colour("convnext_s16_pretrained_s2") == "#999933"
+    assert style.backbone_colour("vit_pretrained") != style.backbone_colour("vit")
     assert style.backbone_colour("ConvNeXt (stride 16)") == style.BACKBONE_COLOURS["convnext_s16"]
     assert style.backbone_colour("coco_vit_b16") == style.BACKBONE_COLOURS["vit"]
     assert style.backbone_colour("shapes_convnext") == style.BACKBONE_COLOURS["convnext"]

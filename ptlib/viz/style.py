@@ -77,7 +77,7 @@ BACKBONE_COLOURS: dict[str, str] = {
     "convnext": "#56B4E9",  # sky blue
     "convnext_s16": "#332288",  # indigo: the equal-token (stride 16) ConvNeXt
     "vit_pretrained": "#882255",  # wine
-    "convnext_pretrained": "#999933",  # olive
+    "convnext_s16_pretrained": "#999933",  # olive: chapter 4b's pretrained ConvNeXt
 }
 """One colour per backbone (disjoint from :data:`METHOD_COLOURS`)."""
 

@@ -37,7 +37,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         resume = "auto" if args.resume == "auto" else Path(args.resume)
     result = train_run(config, out_dir, resume=resume, device=args.device,
-                       stop_at_epoch=args.stop_at_epoch)
+                       stop_at_epoch=args.stop_at_epoch, init_weights=args.init_from)
     print(f"ptlib train: {result.message}")
     if result.history:
         last = result.history[-1]
@@ -199,6 +199,10 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
     train.add_argument("--stop-at-epoch", type=int_at_least(1), metavar="N",
                        help="pause after N completed epochs (continue later with --resume)")
+    train.add_argument("--init-from", metavar="CKPT",
+                       help="start every weight from this captioner checkpoint (same model "
+                            "and vocabulary), e.g. a frozen-encoder captioner before the "
+                            "fine-tuning stage of shapes_*_pretrained_finetuned")
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser(

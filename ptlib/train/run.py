@@ -123,6 +123,7 @@ def train_run(
     stop_at_epoch: int | None = None,
     show_progress: bool = True,
     pin_memory: bool | None = None,
+    init_weights: str | Path | None = None,
 ) -> FitResult:
     """Train the run described by ``config`` into ``out_dir``.
 
@@ -136,6 +137,11 @@ def train_run(
         show_progress: tqdm bars on the main process.
         pin_memory: Page-locked batches (default: on CUDA only; see
             :class:`ptlib.train.trainer.Trainer`).
+        init_weights: A captioner checkpoint of the same architecture and vocabulary
+            whose weights every parameter starts from (:func:`load_initial_weights`):
+            the second stage of a two-stage recipe, e.g. a captioner trained with its
+            encoder frozen, then trained again with the encoder unfrozen. A resumed
+            run continues from its own checkpoint instead.
 
     Returns:
         How the run ended (:class:`ptlib.train.trainer.FitResult`), with ``wall_time_s``
@@ -154,7 +160,10 @@ def train_run(
     try:
         runtime.seed_everything(cfg.seed)
         data = build_run_data(config["data"], splits=("train", "val"), seed=cfg.seed)
-        model = build_model(config["model"], data.vocab).to(device)
+        model = build_model(config["model"], data.vocab)
+        if init_weights is not None:
+            load_initial_weights(model, data.vocab, init_weights)
+        model = model.to(device)
         train_set, collate, trained = data.datasets["train"], collate_captions, model
         if cfg.cache_features:
             cache = cached_or_encode(model, train_set, Path(out_dir) / "features_train.pt",
@@ -204,6 +213,34 @@ def train_run(
         return result
     finally:
         cleanup_distributed()
+
+
+def load_initial_weights(model: Captioner, vocab: Vocabulary, path: str | Path) -> None:
+    """Copy every weight of the captioner checkpoint ``path`` into ``model``, in place.
+
+    Float16 weights (a slim checkpoint) are cast to the model's dtype. Nothing is
+    loaded unless the checkpoint's vocabulary equals ``vocab`` (the same token ids)
+    and every parameter's name and shape fit.
+
+    Raises:
+        ptlib.train.checkpoint.CheckpointError: The file is unsafe, not a captioner
+            checkpoint, has another vocabulary, or another architecture.
+    """
+    from ptlib.train.checkpoint import CheckpointError
+
+    state = load_checkpoint(path)
+    for key in ("vocab", "model"):
+        if key not in state:
+            raise CheckpointError(f"init_weights: checkpoint {path} has no {key!r}: it was "
+                                  "not written by ptlib train")
+    saved = state["vocab"].get("itos") if isinstance(state["vocab"], Mapping) else None
+    if saved != vocab.itos:
+        raise CheckpointError(
+            f"init_weights: checkpoint {path} was trained with another vocabulary "
+            f"({len(saved or [])} tokens, this run has {len(vocab)}): start from a "
+            "captioner trained on the same data section")
+    check_weights_match(model, state["model"], path)
+    model.load_state_dict(state["model"])
 
 
 def load_captioner(

@@ -89,18 +89,21 @@ def h200_train_tflops(train_flops_per_image: float) -> float | None:
 
 
 def pretrained_runs(profile: course.Profile, model, variant: str) -> list[str]:
-    """Run names of a profile's pretrained captioners of one encoder and variant."""
-    from ptlib.pretrain.variants import captioner_seeds
+    """Run names of a profile's pretrained captioners of one encoder and variant
+    (``scratch``: their baseline from a random encoder)."""
+    from ptlib.pretrain.variants import SCRATCH, captioner_seeds
 
     suffix = model.name[len(model.backbone) + 1:]
+    tag = variant if variant == SCRATCH else f"pretrained_{variant}"
     base = "_".join(part for part in (course.run_config_names(profile)[model.backbone],
-                                      suffix, f"pretrained_{variant}") if part)
+                                      suffix, tag) if part)
     return [base + (f"_seed{seed}" if seed else "")
             for seed in captioner_seeds(profile, variant)]
 
 
 def pretrain_chapter(add, gpu, cpu, captioners, training_s, evaluation_s, passes) -> None:
-    """Chapter 4b: pretraining each encoder, then its frozen and fine-tuned captioners.
+    """Chapter 4b: pretraining each encoder, then its frozen and fine-tuned captioners
+    and their from-scratch baseline.
 
     GPU side: pretraining costs the gpu profile's ``pretrain.images`` training passes
     of that backbone's captioner (an upper bound: the pretext heads are smaller than
@@ -110,7 +113,7 @@ def pretrain_chapter(add, gpu, cpu, captioners, training_s, evaluation_s, passes
     times (every seed); 0 for an encoder the cpu profile does not pretrain.
     """
     from ptlib.pretrain.job import pretrain_models
-    from ptlib.pretrain.variants import VARIANTS
+    from ptlib.pretrain.variants import SCRATCH, VARIANTS
 
     pretrained = stored("pretrain")
     images = int(gpu.section("pretrain")["images"])
@@ -118,9 +121,9 @@ def pretrain_chapter(add, gpu, cpu, captioners, training_s, evaluation_s, passes
         record = pretrained.get(model.name)
         add("4b", f"pretrain {model.name}", record["wall_time_s"] if record else 0.0,
             training_s(model.backbone, images))
-        for variant in VARIANTS:
+        for variant in (*VARIANTS, SCRATCH):
             runs = [captioners[name] for name in pretrained_runs(cpu, model, variant)
-                    if record and name in captioners]
+                    if (record or variant == SCRATCH) and name in captioners]
             course_run = captioners[course.run_config_names(cpu)[model.backbone]]
             evaluation_cpu_s = max(run["wall_time_s"] - 60 * run["result"]["train_minutes"]
                                    for run in runs or [course_run])

@@ -129,3 +129,38 @@ def test_pretrained_captioners_train_unpruned_and_are_scored_pruned_too(isolated
     again = pretrained_captioner("vit", "frozen", "ci", need_weights=True)
     assert again.checkpoint is not None and again.checkpoint.is_file()
     assert again.key == run.key
+
+
+def test_scratch_baseline_is_the_pretrained_recipe_without_pretraining():
+    """captioner-<name>-scratch: the pretrained captioners' config less encoder_init."""
+    from ptlib.experiments.captioners import stored_key_config
+    from ptlib.pretrain.variants import (
+        CAPTIONER_SPLITS,
+        PRUNED_EVALUATION,
+        captioner_arguments,
+        captioner_seeds,
+        scratch_arguments,
+    )
+
+    profile = course.get_profile("cpu", check_data=False)
+    jobs = _experiments(profile)
+    for name in ("vit", "convnext_s16"):
+        assert f"captioner-{name}-scratch" in jobs
+        backbone, overrides, tag = scratch_arguments(name, profile)
+        scratch = stored_key_config(backbone, profile, overrides=overrides, tag=tag,
+                                    splits=CAPTIONER_SPLITS, pruned=PRUNED_EVALUATION)
+        frozen_args = captioner_arguments(name, "frozen", profile)
+        frozen = stored_key_config(frozen_args[0], profile, overrides=frozen_args[1],
+                                   tag=frozen_args[2], splits=CAPTIONER_SPLITS,
+                                   pruned=PRUNED_EVALUATION)
+        assert "encoder_init_sha256" not in scratch and scratch["config"]["model"].get(
+            "encoder_init") is None
+        assert scratch["run"].endswith("scratch") and scratch["pruned"] == frozen["pruned"]
+        assert scratch["config"]["data"] == frozen["config"]["data"]  # dominant references
+        for key in ("prune_ratio", "feature_stride", "encoder"):
+            assert scratch["config"]["model"][key] == frozen["config"]["model"][key], key
+    seeded = scratch_arguments("vit", profile, seed=2)
+    assert "train.seed=2" in seeded[1] and seeded[2] == "scratch_seed2"
+    assert captioner_seeds(profile, "scratch") == [0, 1]
+    with pytest.raises(ValueError, match="variant must be one of"):
+        captioner_seeds(profile, "thawed")

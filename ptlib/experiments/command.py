@@ -20,7 +20,13 @@ def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
             b, profile, force=force)
     if "pretrain" in profile.settings:  # chapter 4b: pretrained encoders, then captioners
         from ptlib.pretrain.job import pretrain_models, pretrained_encoder
-        from ptlib.pretrain.variants import VARIANTS, captioner_seeds, pretrained_captioner
+        from ptlib.pretrain.variants import (
+            SCRATCH,
+            VARIANTS,
+            captioner_seeds,
+            pretrained_captioner,
+            scratch_captioner,
+        )
 
         models = pretrain_models(profile)
         for model in models:
@@ -33,6 +39,10 @@ def _experiments(profile: course.Profile) -> dict[str, Callable[[bool], Any]]:
                     jobs[job + (f"-seed{seed}" if seed else "")] = (
                         lambda force, n=model.name, v=variant, s=seed: pretrained_captioner(
                             n, v, profile, seed=s, force=force))
+            for seed in captioner_seeds(profile, SCRATCH):  # their baseline, no pretraining
+                jobs[f"captioner-{model.name}-{SCRATCH}" + (f"-seed{seed}" if seed else "")] = (
+                    lambda force, n=model.name, s=seed: scratch_captioner(
+                        n, profile, seed=s, force=force))
     jobs["memorisation"] = lambda force: trained_captioner(
         "convnext", profile, overrides=train_section.get("memorise_overrides", []),
         tag="memorise", force=force)

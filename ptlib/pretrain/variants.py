@@ -50,6 +50,14 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 """Overrides of each way to use the pretrained encoder (beyond ``model.encoder_init``)."""
 
+SCRATCH = "scratch"
+"""The name of the pretrained captioners' baseline.
+
+It follows the same recipe (:data:`SHARED`, the same run config, the same evaluations)
+from a randomly initialised encoder, so that a gap to it is what pretraining buys, and
+a gap between it and the pruning study's captioners from scratch (``relation_rule:
+any``) is what the references buy."""
+
 
 def variant_overrides(name: str, variant: str, profile: course.Profile | str | None = None
                       ) -> list[str]:
@@ -74,13 +82,15 @@ def captioner_seeds(profile: course.Profile, variant: str) -> list[int]:
 
     ``pretrain.captioner_seeds`` is a list for every variant or a mapping per variant
     (``{frozen: [0, 1, 2], finetuned: [0]}``); default ``[0]``. Seed 0 is the run
-    config's own ``train.seed``.
+    config's own ``train.seed``. :data:`SCRATCH` (the baseline from a random encoder)
+    counts as a variant here.
 
     Raises:
         ValueError: If the seeds are not a list of non-negative integers.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    if variant not in (*VARIANTS, SCRATCH):
+        raise ValueError(f"variant must be one of {sorted((*VARIANTS, SCRATCH))}, "
+                         f"got {variant!r}")
     seeds = profile.section("pretrain").get("captioner_seeds", [0])
     if isinstance(seeds, dict):
         seeds = seeds.get(variant, [0])
@@ -204,3 +214,38 @@ def pretrained_choice(profile: course.Profile, section: str, spec: course.ModelS
         raise ValueError(f"{where}: a pretrained captioner takes its settings from its "
                          "variant; drop set")
     return name, variant
+
+
+def scratch_arguments(name: str, profile: course.Profile, *, seed: int = 0
+                      ) -> tuple[str, list[str], str]:
+    """``(backbone, overrides, tag)`` of :func:`scratch_captioner` ``name``/``seed``."""
+    model = pretrain_model(profile, name)
+    suffix = name[len(model.backbone) + 1:] + "_" if name != model.backbone else ""
+    overrides, tag = [*model.overrides, *SHARED], f"{suffix}{SCRATCH}"
+    if seed:
+        overrides, tag = [*overrides, f"train.seed={seed}"], f"{tag}_seed{seed}"
+    return model.backbone, overrides, tag
+
+
+def scratch_captioner(name: str, profile: course.Profile | str | None = None, *,
+                      seed: int = 0, force: bool = False) -> Any:
+    """Train (or load) the from-scratch baseline of the pretrained captioners of ``name``.
+
+    The encoder of ``name`` (``vit``, ``convnext_s16``: its run config and overrides)
+    starts from random weights; everything else is the pretrained captioners' recipe:
+    no pruning in training, references of one relation per pair, scored on
+    :data:`CAPTIONER_SPLITS` at prune ratio 0 and at :data:`PRUNED_EVALUATION`. Nothing
+    is pretrained.
+
+    Returns:
+        A :class:`ptlib.experiments.captioners.TrainedRun` (run name
+        ``<run config>_<suffix>scratch[_seed<seed>]``); its record only is stored.
+    """
+    from ptlib.experiments.captioners import trained_captioner
+
+    if not isinstance(profile, course.Profile):
+        profile = course.get_profile(profile)
+    backbone, overrides, tag = scratch_arguments(name, profile, seed=seed)
+    return trained_captioner(backbone, profile, overrides=overrides, splits=CAPTIONER_SPLITS,
+                             tag=tag, force=force, pruned=PRUNED_EVALUATION,
+                             keep_checkpoint=False)

@@ -105,10 +105,17 @@ def captioner_arguments(name: str, variant: str, profile: course.Profile, *, see
     """``(backbone, overrides, tag)``: the :func:`~ptlib.experiments.captioners.trained_captioner`
     arguments of the pretrained captioner ``name``/``variant``/``seed`` (see
     :func:`pretrained_captioner`)."""
+    return _arguments(name, variant_overrides(name, variant, profile),
+                      f"pretrained_{variant}", profile, seed)
+
+
+def _arguments(name: str, overrides: list[str], kind: str, profile: course.Profile,
+               seed: int) -> tuple[str, list[str], str]:
+    """``(backbone, overrides, tag)`` of encoder ``name``'s captioner of one kind: the tag is
+    ``[<stride suffix>_]<kind>[_seed<seed>]`` and a non-zero seed adds ``train.seed``."""
     model = pretrain_model(profile, name)
     suffix = name[len(model.backbone) + 1:] + "_" if name != model.backbone else ""
-    overrides = variant_overrides(name, variant, profile)
-    tag = f"{suffix}pretrained_{variant}"
+    tag = f"{suffix}{kind}"
     if seed:
         overrides, tag = [*overrides, f"train.seed={seed}"], f"{tag}_seed{seed}"
     return model.backbone, overrides, tag
@@ -219,12 +226,8 @@ def pretrained_choice(profile: course.Profile, section: str, spec: course.ModelS
 def scratch_arguments(name: str, profile: course.Profile, *, seed: int = 0
                       ) -> tuple[str, list[str], str]:
     """``(backbone, overrides, tag)`` of :func:`scratch_captioner` ``name``/``seed``."""
-    model = pretrain_model(profile, name)
-    suffix = name[len(model.backbone) + 1:] + "_" if name != model.backbone else ""
-    overrides, tag = [*model.overrides, *SHARED], f"{suffix}{SCRATCH}"
-    if seed:
-        overrides, tag = [*overrides, f"train.seed={seed}"], f"{tag}_seed{seed}"
-    return model.backbone, overrides, tag
+    overrides = [*pretrain_model(profile, name).overrides, *SHARED]
+    return _arguments(name, overrides, SCRATCH, profile, seed)
 
 
 def scratch_captioner(name: str, profile: course.Profile | str | None = None, *,

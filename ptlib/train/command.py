@@ -201,8 +201,8 @@ def add_parser(subparsers: Any) -> None:
                        help="pause after N completed epochs (continue later with --resume)")
     train.add_argument("--init-from", metavar="CKPT",
                        help="start every weight from this captioner checkpoint (same model "
-                            "and vocabulary), e.g. a frozen-encoder captioner before the "
-                            "fine-tuning stage of shapes_*_pretrained_finetuned")
+                            "and vocabulary): a second stage with another schedule, e.g. a "
+                            "frozen-encoder captioner trained again with its encoder unfrozen")
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser(
